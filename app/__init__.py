@@ -1,0 +1,1 @@
+"""Process wiring: settings, database (embedded or external), migrations, CLI, bootstrap."""

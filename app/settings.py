@@ -1,0 +1,30 @@
+"""One settings object per process, from environment variables ``BILLING_*``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="BILLING_", extra="ignore")
+
+    database_url: str | None = Field(
+        default=None,
+        description="PostgreSQL/TimescaleDB URL; unset = embedded PostgreSQL under var_dir",
+    )
+    var_dir: Path = Field(default=Path("var"), description="state folder for the embedded mode")
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    pool_size: int = Field(default=8, ge=1, le=100)
+    cookie_secure: bool = Field(default=True, description="set false only for plain local HTTP")
+    session_idle_minutes: int = Field(default=30, ge=1)
+    session_absolute_hours: int = Field(default=12, ge=1)
+    payment_days: int = Field(default=15, ge=0, le=120, description="due date = issue + N days")
+    recipient_account: str = Field(
+        default="1549990000000099", description="the utility's BiH bank account (16 digits)"
+    )
+    simulator_interval_s: float = Field(default=10.0, gt=0)
+    simulator_token: SecretStr | None = None

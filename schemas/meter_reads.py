@@ -1,0 +1,87 @@
+"""Contract of topic ``meter.reads.v1``: one register reading of one meter.
+
+JSON shape (one object per read)::
+
+    {"meter_id": "E-100001", "register": "1.8.1", "read_at": "2026-03-01T00:00:00+01:00",
+     "value": "1234.567", "unit": "kWh", "source": "amr"}
+
+``value`` is the cumulative register value (number or decimal string, at most three
+decimals). ``read_at`` is RFC 3339 with an offset; precision is one second.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from rating.money import parse_quantity_milli
+from schemas import SchemaError
+
+TOPIC = "meter.reads.v1"
+SOURCES = frozenset({"amr", "manual", "self", "estimate"})
+UNITS = frozenset({"kWh", "kvarh", "kW", "m3"})
+_REGISTER = re.compile(r"^[0-9]{1,3}(\.[0-9]{1,3}){1,3}$")
+_METER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
+MAX_VALUE_MILLI = 10**15  # a register of 12 digits with three decimals
+
+
+@dataclass(frozen=True, slots=True)
+class MeterRead:
+    meter_id: str
+    register: str
+    read_at: int  # UTC epoch seconds
+    value_milli: int
+    unit: str
+    source: str
+
+
+def decode_read(obj: Any) -> MeterRead:
+    """Validate one read object; raises SchemaError naming the field."""
+    if not isinstance(obj, dict):
+        raise SchemaError("read: must be a JSON object")
+    meter_id = obj.get("meter_id")
+    if not isinstance(meter_id, str) or not _METER_ID.match(meter_id):
+        raise SchemaError("meter_id: must be 1–64 letters, digits, '.', '_' or '-'")
+    register = obj.get("register")
+    if not isinstance(register, str) or not _REGISTER.match(register):
+        raise SchemaError("register: must be an OBIS code such as 1.8.1 or 8.0")
+    read_at = obj.get("read_at")
+    if not isinstance(read_at, str):
+        raise SchemaError("read_at: must be an RFC 3339 timestamp string")
+    try:
+        ts = datetime.fromisoformat(read_at)
+    except ValueError as exc:
+        raise SchemaError(f"read_at: not an RFC 3339 timestamp: {read_at[:40]!r}") from exc
+    if ts.tzinfo is None:
+        raise SchemaError("read_at: must carry a UTC offset (e.g. +01:00 or Z)")
+    value = obj.get("value")
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise SchemaError("value: must be a number or a decimal string")
+    try:
+        value_milli = parse_quantity_milli(value)
+    except ValueError as exc:
+        raise SchemaError(f"value: {exc}") from exc
+    if value_milli < 0:
+        raise SchemaError("value: a cumulative register value cannot be negative")
+    if value_milli >= MAX_VALUE_MILLI:
+        raise SchemaError("value: too large for any register")
+    unit = obj.get("unit")
+    if unit not in UNITS:
+        raise SchemaError(f"unit: must be one of {', '.join(sorted(UNITS))}")
+    source = obj.get("source", "amr")
+    if source not in SOURCES:
+        raise SchemaError(f"source: must be one of {', '.join(sorted(SOURCES))}")
+    return MeterRead(meter_id, register, int(ts.timestamp()), value_milli, unit, source)
+
+
+def encode_read(read: MeterRead) -> dict[str, Any]:
+    return {
+        "meter_id": read.meter_id,
+        "register": read.register,
+        "read_at": datetime.fromtimestamp(read.read_at, UTC).isoformat().replace("+00:00", "Z"),
+        "value": f"{read.value_milli // 1000}.{read.value_milli % 1000:03d}",
+        "unit": read.unit,
+        "source": read.source,
+    }
