@@ -34,7 +34,10 @@ def migrate(conninfo: str) -> int:
     """Apply pending migrations; return how many were applied."""
     backend = get_backend(yoyo_url(conninfo))
     migrations = read_migrations(str(MIGRATIONS))
-    with backend.lock():
-        pending = backend.to_apply(migrations)
-        backend.apply_migrations(pending)
+    try:
+        with backend.lock():
+            pending = backend.to_apply(migrations)
+            backend.apply_migrations(pending)
+    finally:
+        backend.connection.close()
     return len(pending)

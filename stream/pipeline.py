@@ -1,0 +1,212 @@
+"""One batch of reads through the whole chain, in one transaction.
+
+decode → load master data and lock per-register state → validate (pure) → split the
+intervals at local midnight (pure) → price them (pure) → write through the sink.
+The same function serves HTTP ingest, file import, the simulator and the Kafka workers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import orjson
+import psycopg
+
+from rating.catalog import Catalog
+from rating.rater import energy_prices, rate_pieces
+from rating.split import split_at_local_midnight
+from schemas import SchemaError
+from schemas.meter_reads import MeterRead, decode_read
+from stream.directory import load_meters, lock_state
+from stream.sink_postgres import RejectedRow, write_batch
+from stream.vee import (
+    ACCEPTED,
+    CHECK_HISTORY,
+    DUPLICATE,
+    REJECTED,
+    Interval,
+    MeterInfo,
+    validate_reads,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ReadOutcome:
+    status: str  # accepted | duplicate | rejected
+    reason: str | None = None
+
+
+@dataclass
+class BatchResult:
+    outcomes: list[ReadOutcome]
+    accepted: int = 0
+    duplicates: int = 0
+    rejected: int = 0
+    pieces: int = 0
+    reasons: dict[str, int] = field(default_factory=dict)
+
+
+def load_catalog(conn: psycopg.Connection) -> Catalog:
+    docs = [row[0] for row in conn.execute("SELECT document FROM tariff_versions")]
+    return Catalog.from_documents(docs)
+
+
+def process_reads(
+    conn: psycopg.Connection,
+    payloads: Sequence[Any],
+    *,
+    channel: str,
+    now: int,
+    catalog: Catalog | None = None,
+) -> BatchResult:
+    """Validate, rate and store a batch of read objects (decoded JSON). Commits nothing:
+    the caller owns the transaction (``with conn.transaction():``)."""
+    outcomes: list[ReadOutcome | None] = [None] * len(payloads)
+    rejected: list[RejectedRow] = []
+    reads: list[MeterRead] = []
+    positions: list[int] = []
+    for i, obj in enumerate(payloads):
+        try:
+            reads.append(decode_read(obj))
+            positions.append(i)
+        except SchemaError as exc:
+            outcomes[i] = ReadOutcome(REJECTED, str(exc))
+            rejected.append(_rejected_row(obj, str(exc)))
+
+    meter_ids = {r.meter_id for r in reads}
+    meters = load_meters(conn, meter_ids) if meter_ids else {}
+    state = lock_state(conn, meter_ids) if meter_ids else {}
+    verdict = validate_reads(reads, meters, state, now)
+    _resolve_history(conn, reads, verdict.status, verdict.reason)
+
+    stored_reads = []
+    for k, read in enumerate(reads):
+        i = positions[k]
+        st = verdict.status[k]
+        if st == ACCEPTED:
+            stored_reads.append(
+                (read.meter_id, read.register, read.read_at, read.value_milli, read.unit,
+                 read.source)
+            )
+            outcomes[i] = ReadOutcome(ACCEPTED)
+        elif st == DUPLICATE:
+            outcomes[i] = ReadOutcome(DUPLICATE)
+        else:
+            why = verdict.reason[k] or "rejected"
+            outcomes[i] = ReadOutcome(REJECTED, why)
+            rejected.append(_rejected_row(payloads[i], why))
+
+    pieces = _rated_pieces(verdict.intervals, meters, catalog or load_catalog(conn))
+    new_state = [(m, r, s.last_read_at, s.last_value_milli) for (m, r), s in verdict.new_state.items()]
+    write_batch(
+        conn,
+        received_at=now,
+        channel=channel,
+        readings=stored_reads,
+        pieces=pieces,
+        state=new_state,
+        rejected=rejected,
+    )
+    final = [o if o is not None else ReadOutcome(REJECTED, "not processed") for o in outcomes]
+    result = BatchResult(final, pieces=len(pieces))
+    for o in final:
+        if o.status == ACCEPTED:
+            result.accepted += 1
+        elif o.status == DUPLICATE:
+            result.duplicates += 1
+        else:
+            result.rejected += 1
+            key = (o.reason or "").split(":")[0]
+            result.reasons[key] = result.reasons.get(key, 0) + 1
+    return result
+
+
+def _resolve_history(
+    conn: psycopg.Connection, reads: Sequence[MeterRead], status: list[str], reason: list[str | None]
+) -> None:
+    """Reads older than the register's last accepted read: a stored twin is a duplicate."""
+    idx = [k for k, s in enumerate(status) if s == CHECK_HISTORY]
+    if not idx:
+        return
+    keys = [(reads[k].meter_id, reads[k].register, reads[k].read_at) for k in idx]
+    rows = conn.execute(
+        """SELECT r.meter_id, r.register, extract(epoch FROM r.read_at)::bigint, r.value_milli
+           FROM readings r JOIN unnest(%s::text[], %s::text[], %s::bigint[]) AS k(m, g, t)
+             ON r.meter_id = k.m AND r.register = k.g AND r.read_at = to_timestamp(k.t)""",
+        ([k[0] for k in keys], [k[1] for k in keys], [k[2] for k in keys]),
+    ).fetchall()
+    stored = {(m, g, t): v for m, g, t, v in rows}
+    for k, key in zip(idx, keys, strict=True):
+        value = stored.get(key)
+        if value is None:
+            status[k] = REJECTED
+            reason[k] = "older than the last accepted read of this register (late read)"
+        elif value == reads[k].value_milli:
+            status[k] = DUPLICATE
+        else:
+            status[k] = REJECTED
+            reason[k] = "conflicts with an accepted read at the same instant"
+
+
+def _rated_pieces(
+    intervals: Sequence[Interval], meters: dict[str, MeterInfo], catalog: Catalog
+) -> list[tuple[object, ...]]:
+    if not intervals:
+        return []
+    start = np.fromiter((iv.start_at for iv in intervals), np.int64, len(intervals))
+    end = np.fromiter((iv.end_at for iv in intervals), np.int64, len(intervals))
+    qty = np.fromiter((iv.quantity_milli for iv in intervals), np.int64, len(intervals))
+    p = split_at_local_midnight(start, end, qty)
+    src = p.source.tolist()
+    days = p.day.tolist()
+    tariffs: list[str | None] = []
+    registers: list[str] = []
+    cache: dict[tuple[str, int], str | None] = {}
+    for s, d in zip(src, days, strict=True):
+        iv = intervals[s]
+        registers.append(iv.register)
+        key = (iv.meter_id, d)
+        if key not in cache:
+            cache[key] = _tariff_on(meters[iv.meter_id], d)
+        tariffs.append(cache[key])
+    prices = energy_prices(catalog, tariffs, registers, p.day)
+    amounts = rate_pieces(p.quantity_milli, prices)
+    out: list[tuple[object, ...]] = []
+    for k, (s, d) in enumerate(zip(src, days, strict=True)):
+        iv = intervals[s]
+        meter = meters[iv.meter_id]
+        out.append(
+            (iv.meter_id, iv.register, int(p.start_at[k]), int(p.end_at[k]), d,
+             meter.metering_point_id, meter.service, tariffs[k], int(p.quantity_milli[k]),
+             int(prices[k]), int(amounts[k]))
+        )
+    return out
+
+
+def _tariff_on(meter: MeterInfo, day: int) -> str | None:
+    for span in meter.contracts:
+        if span.first_day <= day < span.end_day:
+            return span.tariff_code
+    return None
+
+
+def _rejected_row(obj: Any, reason: str) -> RejectedRow:
+    try:
+        payload = orjson.dumps(obj).decode()
+    except TypeError:
+        payload = repr(obj)
+    get = obj.get if isinstance(obj, dict) else (lambda _k: None)
+    return RejectedRow(
+        meter_id=_short(get("meter_id")),
+        register=_short(get("register")),
+        read_at=_short(get("read_at")),
+        reason=reason,
+        payload=payload,
+    )
+
+
+def _short(value: Any) -> str | None:
+    return None if value is None else str(value)[:100]

@@ -1,0 +1,132 @@
+"""The one PostgreSQL sink: COPY into staging tables, then INSERT … ON CONFLICT DO NOTHING.
+
+Everything a batch changes — reads, rejected reads, rated day pieces, the daily rollup,
+per-register state (and, on Kafka, the consumed offsets) — is written in the caller's
+transaction, so a redelivered batch changes nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import psycopg
+
+_STAGING = """
+CREATE TEMP TABLE IF NOT EXISTS stage_readings (
+    meter_id text, register text, read_at bigint, value_milli bigint, unit text, source text
+) ON COMMIT DELETE ROWS;
+CREATE TEMP TABLE IF NOT EXISTS stage_pieces (
+    meter_id text, register text, start_at bigint, end_at bigint, day_index integer,
+    metering_point_id text, service text, tariff_code text, quantity_milli bigint,
+    price_micro bigint, amount_nano bigint
+) ON COMMIT DELETE ROWS;
+CREATE TEMP TABLE IF NOT EXISTS stage_state (
+    meter_id text, register text, last_read_at bigint, last_value_milli bigint
+) ON COMMIT DELETE ROWS;
+"""
+
+_INSERT_READINGS = """
+INSERT INTO readings (meter_id, register, read_at, value_milli, unit, source, received_at)
+SELECT meter_id, register, to_timestamp(read_at), value_milli, unit, source, to_timestamp(%s)
+FROM stage_readings
+ON CONFLICT DO NOTHING
+"""
+
+_INSERT_PIECES = """
+WITH inserted AS (
+    INSERT INTO consumption_intervals (meter_id, register, start_at, end_at, local_day,
+        metering_point_id, service, tariff_code, quantity_milli, price_micro, amount_nano)
+    SELECT meter_id, register, to_timestamp(start_at), to_timestamp(end_at),
+           DATE '2000-01-01' + day_index, metering_point_id, service, tariff_code,
+           quantity_milli, price_micro, amount_nano
+    FROM stage_pieces
+    ON CONFLICT DO NOTHING
+    RETURNING metering_point_id, service, register, local_day, quantity_milli, amount_nano
+)
+INSERT INTO daily_consumption AS d (metering_point_id, service, register, local_day,
+                                    quantity_milli, amount_nano, pieces)
+SELECT metering_point_id, service, register, local_day, sum(quantity_milli), sum(amount_nano),
+       count(*)
+FROM inserted GROUP BY metering_point_id, service, register, local_day
+ON CONFLICT (metering_point_id, service, register, local_day) DO UPDATE
+SET quantity_milli = d.quantity_milli + excluded.quantity_milli,
+    amount_nano = d.amount_nano + excluded.amount_nano,
+    pieces = d.pieces + excluded.pieces
+"""
+
+_UPSERT_STATE = """
+INSERT INTO meter_state (meter_id, register, last_read_at, last_value_milli)
+SELECT meter_id, register, to_timestamp(last_read_at), last_value_milli FROM stage_state
+ON CONFLICT (meter_id, register) DO UPDATE
+SET last_read_at = excluded.last_read_at, last_value_milli = excluded.last_value_milli
+WHERE meter_state.last_read_at < excluded.last_read_at
+"""
+
+_INSERT_REJECTED = """
+COPY rejected_reads (received_at, channel, meter_id, register, read_at, reason, payload)
+FROM STDIN
+"""
+
+
+@dataclass(frozen=True)
+class RejectedRow:
+    meter_id: str | None
+    register: str | None
+    read_at: str | None
+    reason: str
+    payload: str
+
+
+def ensure_staging(conn: psycopg.Connection) -> None:
+    conn.execute(_STAGING)
+
+
+def _copy(conn: psycopg.Connection, table: str, columns: str, rows: Iterable[Sequence[object]]) -> None:
+    with conn.cursor() as cur, cur.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
+        for row in rows:
+            copy.write_row(row)
+
+
+def write_batch(
+    conn: psycopg.Connection,
+    *,
+    received_at: int,
+    channel: str,
+    readings: Sequence[Sequence[object]],
+    pieces: Sequence[Sequence[object]],
+    state: Sequence[Sequence[object]],
+    rejected: Sequence[RejectedRow],
+) -> int:
+    """Write one validated batch; return how many readings were newly stored."""
+    ensure_staging(conn)
+    stored = 0
+    if readings:
+        _copy(conn, "stage_readings", "meter_id, register, read_at, value_milli, unit, source",
+              readings)
+        stored = conn.execute(_INSERT_READINGS, (received_at,)).rowcount
+    if pieces:
+        _copy(
+            conn,
+            "stage_pieces",
+            "meter_id, register, start_at, end_at, day_index, metering_point_id, service, "
+            "tariff_code, quantity_milli, price_micro, amount_nano",
+            pieces,
+        )
+        conn.execute(_INSERT_PIECES)
+    if state:
+        _copy(conn, "stage_state", "meter_id, register, last_read_at, last_value_milli", state)
+        conn.execute(_UPSERT_STATE)
+    if rejected:
+        with conn.cursor() as cur, cur.copy(_INSERT_REJECTED) as copy:
+            for r in rejected:
+                copy.write_row(
+                    (_ts(received_at), channel, r.meter_id, r.register, r.read_at, r.reason,
+                     r.payload)
+                )
+    return stored
+
+
+def _ts(epoch: int) -> str:
+    return datetime.fromtimestamp(epoch, UTC).isoformat()
