@@ -26,5 +26,10 @@ class Settings(BaseSettings):
     recipient_account: str = Field(
         default="1549990000000099", description="the utility's BiH bank account (16 digits)"
     )
-    simulator_interval_s: float = Field(default=10.0, gt=0)
-    simulator_token: SecretStr | None = None
+    operator_token: SecretStr | None = Field(
+        default=None, description="bearer token for operator calls (close) until operator accounts"
+    )
+    simulator_interval_s: float = Field(default=10.0, gt=0, description="seconds between sends")
+    simulator_read_minutes: int = Field(default=15, ge=1, description="each meter reads every N min")
+    demo_customers: int = Field(default=2000, ge=1, description="demo size on first start")
+    demo_months: int = Field(default=24, ge=1, le=60)

@@ -1,0 +1,226 @@
+"""The `billing` command line: run, load, close, demo-data, migrate, gateway-token."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+from app.settings import Settings
+
+log = logging.getLogger("billing")
+
+
+def _now() -> datetime:
+    """The one place the command line reads the clock; everything below takes it as an argument."""
+    return datetime.now(UTC)
+
+
+def _today_local() -> date:
+    from rating.calendar import LOCAL_TZ
+
+    return _now().astimezone(LOCAL_TZ).date()
+
+
+def cmd_migrate(settings: Settings, _args: argparse.Namespace) -> int:
+    from app.database import database_url
+    from app.migrate import migrate
+
+    applied = migrate(database_url(settings))
+    print(f"migrations applied: {applied}")
+    return 0
+
+
+def cmd_load(settings: Settings, args: argparse.Namespace) -> int:
+    from app.bootstrap import bootstrap
+    from ingest import IngestError
+    from ingest.file_import import import_file
+
+    rt = bootstrap(settings, pool_size=1)
+    try:
+        with rt.pool.connection() as conn:
+            report = import_file(conn, Path(args.file), now=int(_now().timestamp()))
+    except IngestError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        rt.close()
+    print(report.summary())
+    return 0
+
+
+def cmd_close(settings: Settings, args: argparse.Namespace) -> int:
+    from app.bootstrap import bootstrap
+    from billing import BillingError
+    from billing.closer import close_period
+    from rating.money import format_km
+
+    issued_on = date.fromisoformat(args.issued_on) if args.issued_on else _today_local()
+    rt = bootstrap(settings, pool_size=1)
+    try:
+        with rt.pool.connection() as conn:
+            started = time.perf_counter()
+            result = close_period(
+                conn, args.period, issued_on=issued_on, payment_days=settings.payment_days
+            )
+            seconds = time.perf_counter() - started
+    except (BillingError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        rt.close()
+    print(
+        f"period {result.period}: {result.invoices_created} invoices created, "
+        f"{result.invoices_existing} already existed; net {format_km(result.net_fen)} KM, "
+        f"VAT {format_km(result.vat_fen)} KM, total {format_km(result.total_fen)} KM "
+        f"({seconds:.2f} s)"
+    )
+    return 0
+
+
+def cmd_demo_data(settings: Settings, args: argparse.Namespace) -> int:
+    from app.bootstrap import bootstrap
+
+    rt = bootstrap(settings, pool_size=1)
+    try:
+        load_demo(rt, customers=args.customers, months=args.months, end_period=args.end_period)
+    finally:
+        rt.close()
+    return 0
+
+
+def load_demo(rt: object, *, customers: int, months: int, end_period: str | None) -> None:
+    """Generate demo data, import it through the real chain, and close every month."""
+    from app.bootstrap import Runtime
+    from app.demo_data import demo_periods, generate_demo
+    from billing.closer import close_period
+    from ingest.file_import import import_document
+    from rating.calendar import month_bounds, previous_period
+
+    assert isinstance(rt, Runtime)
+    today = _today_local()
+    end = end_period or previous_period(f"{today.year:04d}-{today.month:02d}")
+    started = time.perf_counter()
+    doc = generate_demo(customers=customers, months=months, end_period=end)
+    with rt.pool.connection() as conn:
+        report = import_document(conn, doc, now=int(_now().timestamp()), channel="demo")
+        print(report.summary())
+        for period in demo_periods(end, months):
+            issued = month_bounds(period)[1]
+            res = close_period(conn, period, issued_on=issued, payment_days=15)
+            print(f"closed {period}: {res.invoices_created} invoices")
+    print(f"demo data ready in {time.perf_counter() - started:.1f} s")
+
+
+def cmd_gateway_token(settings: Settings, args: argparse.Namespace) -> int:
+    from app.bootstrap import bootstrap
+    from api.security import register_gateway
+
+    rt = bootstrap(settings, pool_size=1)
+    try:
+        with rt.pool.connection() as conn:
+            token = register_gateway(conn, args.gateway_id)
+    finally:
+        rt.close()
+    print(token)
+    return 0
+
+
+def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from api.main import create_app
+    from api.security import register_gateway
+    from app.bootstrap import bootstrap
+    from ingest.simulator import load_registers, run_simulator
+
+    if args.host:
+        settings.host = args.host
+    if args.port:
+        settings.port = args.port
+    rt = bootstrap(settings)
+    with rt.pool.connection() as conn:
+        empty = conn.execute("SELECT NOT EXISTS (SELECT 1 FROM customers)").fetchone()
+    if empty and empty[0]:
+        print(f"empty database: loading demo data ({settings.demo_customers} customers, "
+              f"{settings.demo_months} months) …", flush=True)
+        load_demo(rt, customers=settings.demo_customers, months=settings.demo_months,
+                  end_period=None)
+    app = create_app(settings, rt.pool)
+    stop = threading.Event()
+    sim: threading.Thread | None = None
+    if not args.no_simulator:
+        with rt.pool.connection() as conn:
+            token = register_gateway(conn, f"simulator-{int(_now().timestamp())}")
+            registers = load_registers(conn)
+        url = f"http://{settings.host}:{settings.port}/api/v1/readings"
+        sim = threading.Thread(
+            target=run_simulator,
+            name="meter-simulator",
+            kwargs={"registers": registers, "url": url, "token": token,
+                    "interval_s": settings.simulator_interval_s,
+                    "read_every_s": settings.simulator_read_minutes * 60, "stop": stop},
+            daemon=True,
+        )
+    print(f"Portal and API on http://{settings.host}:{settings.port}  "
+          f"(demo login: customer ID 100001, password demo)", flush=True)
+    server = uvicorn.Server(uvicorn.Config(app, host=settings.host, port=settings.port,
+                                           log_level="warning"))
+    if sim is not None:
+        sim.start()
+        print(f"meter simulator: {len(registers)} registers, "
+              f"one read each every {settings.simulator_read_minutes} min", flush=True)
+    try:
+        server.run()
+    finally:
+        stop.set()
+        if sim is not None:
+            sim.join(timeout=5)
+        rt.close()
+        print("stopped; data kept in the database", flush=True)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="billing", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="start database, API, portal and meter simulator")
+    run.add_argument("--host")
+    run.add_argument("--port", type=int)
+    run.add_argument("--no-simulator", action="store_true")
+    run.set_defaults(func=cmd_run)
+    load = sub.add_parser("load", help="import a migration file (see docs/import-format.md)")
+    load.add_argument("file")
+    load.set_defaults(func=cmd_load)
+    close = sub.add_parser("close", help="close a billing period: one invoice per customer")
+    close.add_argument("--period", required=True, help="YYYY-MM")
+    close.add_argument("--issued-on", help="YYYY-MM-DD (default: today)")
+    close.set_defaults(func=cmd_close)
+    demo = sub.add_parser("demo-data", help="generate and load demo customers with history")
+    demo.add_argument("--customers", type=int, default=2000)
+    demo.add_argument("--months", type=int, default=24)
+    demo.add_argument("--end-period", help="last closed month YYYY-MM (default: last month)")
+    demo.set_defaults(func=cmd_demo_data)
+    mig = sub.add_parser("migrate", help="apply database migrations")
+    mig.set_defaults(func=cmd_migrate)
+    gw = sub.add_parser("gateway-token", help="register an ingest gateway; prints its token once")
+    gw.add_argument("gateway_id")
+    gw.set_defaults(func=cmd_gateway_token)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    args = build_parser().parse_args(argv)
+    settings = Settings()
+    return int(args.func(settings, args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
