@@ -1,0 +1,45 @@
+from stream.vee import (
+    ACCEPTED,
+    CHECK_HISTORY,
+    DUPLICATE,
+    REJECTED,
+    MeterInfo,
+    RegisterState,
+    advance_milli,
+    validate_reads,
+)
+from schemas.meter_reads import MeterRead
+
+METER = MeterInfo("E1", "electricity", 5, 40, ("1.8.1",), "MP1", 0, None)
+
+
+def r(at: int, value: int, unit: str = "kWh", register: str = "1.8.1") -> MeterRead:
+    return MeterRead("E1", register, at, value, unit, "amr")
+
+
+def test_rollover_versus_rollback() -> None:
+    assert advance_milli(99_990_000, 10_000, 5) == 20_000  # 99990 → 00010 kWh
+    assert advance_milli(50_000_000, 40_000_000, 5) is None  # went backwards
+    assert advance_milli(5, 5, 5) == 0
+
+
+def test_multiplier_and_sequence_inside_a_batch() -> None:
+    v = validate_reads([r(300, 3000), r(100, 1000), r(200, 1500)], {"E1": METER}, {}, now=1000)
+    assert v.status == [ACCEPTED] * 3
+    assert [(i.start_at, i.end_at, i.quantity_milli) for i in v.intervals] == [
+        (100, 200, 500 * 40),
+        (200, 300, 1500 * 40),
+    ]
+    assert v.new_state[("E1", "1.8.1")] == RegisterState(300, 3000)
+
+
+def test_rejections_do_not_break_the_rest_of_the_group() -> None:
+    state = {("E1", "1.8.1"): RegisterState(100, 1000)}
+    reads = [r(50, 900), r(100, 1000), r(150, 800), r(200, 1200), r(250, 1300, unit="m3"),
+             r(10**9, 2000), r(260, 1, register="2.8.0")]
+    v = validate_reads(reads, {"E1": METER}, state, now=1000)
+    assert v.status == [CHECK_HISTORY, DUPLICATE, REJECTED, ACCEPTED, REJECTED, REJECTED, REJECTED]
+    assert v.reason[2] == "register went backwards without a rollover"
+    assert v.reason[4] == "unit m3 does not fit a electricity meter"
+    assert v.reason[5] == "read_at is in the future"
+    assert [i.quantity_milli for i in v.intervals] == [200 * 40]
