@@ -1,0 +1,281 @@
+"""One customer's invoice for one month, from plain data (pure: no database, no clock).
+
+Energy (kWh, m³) is priced day by day with the component in force on that day and summed
+into one line per (metering point, register, component, unit price); the amount is rounded
+half up once per line. Monthly fees are prorated by the contract's days in the month
+(``price × days / days_in_month``), per tariff version when the price changes mid-month.
+VAT is computed per rate on the sum of that rate's net lines.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import date
+from decimal import Decimal
+
+from billing import BillingError
+from rating import RatingError
+from rating.calendar import month_bounds
+from rating.catalog import Catalog, Component, TariffVersion
+from rating.money import line_amount_fen, round_half_up_div, vat_fen
+
+SERVICE_ORDER = {"electricity": 0, "water": 1, "waste": 2}
+_FEE_KINDS = ("fixed_monthly", "per_m2_month")
+_MICRO_PER_FEN = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class ContractInput:
+    """A contract active in the period, with its metering point's attributes."""
+
+    contract_id: str
+    metering_point_id: str
+    service: str
+    tariff_code: str
+    valid_from: date
+    valid_to: date | None  # inclusive; None = open-ended
+    area_m2: Decimal | None = None
+    household_members: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DailyConsumption:
+    metering_point_id: str
+    service: str
+    register: str
+    local_day: date
+    quantity_milli: int
+
+
+@dataclass(frozen=True, slots=True)
+class InvoiceLine:
+    service: str
+    metering_point_id: str
+    component: str
+    register: str | None
+    description: str
+    quantity_milli: int
+    unit: str  # kWh | m3 | month | m2
+    unit_price_micro: int
+    amount_fen: int
+    vat_rate: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class VatRow:
+    vat_rate: Decimal
+    base_fen: int
+    vat_fen: int
+
+
+@dataclass(frozen=True)
+class InvoiceDraft:
+    customer_id: str
+    period: str
+    lines: list[InvoiceLine]
+    vat: list[VatRow]
+    net_fen: int
+    vat_fen: int
+    total_fen: int
+
+
+@dataclass
+class _Energy:
+    component: Component
+    vat_rate: Decimal
+    first: date
+    last: date
+    quantity_milli: int = 0
+
+
+@dataclass
+class _Fee:
+    component: Component
+    vat_rate: Decimal
+    area_centi: int | None
+    first: date
+    days: int = 0
+
+
+_Span = tuple[ContractInput, date, date]  # contract, first active day, day after the last
+_Keyed = tuple[InvoiceLine, date]  # a line and its first day (for the order of split lines)
+
+
+def compute_invoice(
+    customer_id: str,
+    period: str,
+    contracts: Sequence[ContractInput],
+    consumption: Iterable[DailyConsumption],
+    catalog: Catalog,
+) -> InvoiceDraft:
+    """The draft invoice of one customer for `period` ('YYYY-MM'). Consumption on days no
+    contract of this customer covers is ignored (the closer reports it as unbilled)."""
+    try:
+        first, end = month_bounds(period)
+    except ValueError as exc:
+        raise BillingError(f"period: {exc}") from exc
+    spans = _active_spans(contracts, first, end)
+    keyed = _energy_lines(spans, consumption, catalog) + _fee_lines(spans, catalog, first, end)
+    keyed.sort(key=_line_order)
+    return _totals(customer_id, period, [line for line, _ in keyed])
+
+
+def _active_spans(contracts: Sequence[ContractInput], first: date, end: date) -> list[_Span]:
+    spans: list[_Span] = []
+    for c in contracts:
+        if c.service not in SERVICE_ORDER:
+            raise BillingError(f"contract {c.contract_id}: unknown service {c.service!r}")
+        start = max(c.valid_from, first)
+        stop = end if c.valid_to is None else min(date.fromordinal(c.valid_to.toordinal() + 1), end)
+        if start < stop:
+            spans.append((c, start, stop))
+    spans.sort(key=lambda s: (s[0].metering_point_id, s[0].service, s[1]))
+    for (a, _, a_stop), (b, b_start, _) in zip(spans, spans[1:], strict=False):
+        same_place = (a.metering_point_id, a.service) == (b.metering_point_id, b.service)
+        if same_place and b_start < a_stop:
+            raise BillingError(
+                f"contracts {a.contract_id} and {b.contract_id} overlap on metering point "
+                f"{a.metering_point_id} ({a.service}) from {b_start}"
+            )
+    return spans
+
+
+def _version(catalog: Catalog, c: ContractInput, day: date) -> TariffVersion:
+    try:
+        return catalog.version_on(c.tariff_code, day)
+    except RatingError as exc:
+        raise BillingError(f"contract {c.contract_id}: {exc}") from exc
+
+
+def _energy_lines(
+    spans: list[_Span], consumption: Iterable[DailyConsumption], catalog: Catalog
+) -> list[_Keyed]:
+    by_place: dict[tuple[str, str], list[_Span]] = {}
+    for span in spans:
+        by_place.setdefault((span[0].metering_point_id, span[0].service), []).append(span)
+    groups: dict[tuple[str, str, str, str, int, Decimal], _Energy] = {}
+    for row in consumption:
+        contract = next(
+            (c for c, start, stop in by_place.get((row.metering_point_id, row.service), ())
+             if start <= row.local_day < stop),
+            None,
+        )
+        if contract is None:
+            continue
+        version = _version(catalog, contract, row.local_day)
+        comp = version.energy_component(row.register, row.local_day)
+        if comp is None:
+            if row.quantity_milli == 0:
+                continue
+            raise BillingError(
+                f"tariff {contract.tariff_code} has no energy price for register {row.register}"
+                f" on {row.local_day} (contract {contract.contract_id}, metering point "
+                f"{row.metering_point_id})"
+            )
+        key = (row.service, row.metering_point_id, row.register, comp.code, comp.price_micro,
+               version.vat_rate)
+        acc = groups.setdefault(key, _Energy(comp, version.vat_rate, row.local_day, row.local_day))
+        acc.quantity_milli += row.quantity_milli
+        acc.first = min(acc.first, row.local_day)
+        acc.last = max(acc.last, row.local_day)
+    split = _count(key[:4] for key in groups)
+    lines = []
+    for (service, mp, register, code, price, rate), acc in groups.items():
+        description = acc.component.description
+        if split[(service, mp, register, code)] > 1:  # a price change inside the month
+            description += f" ({acc.first:%d.%m.}–{acc.last:%d.%m.})"
+        line = InvoiceLine(service, mp, code, register, description, acc.quantity_milli,
+                           acc.component.unit, price,
+                           line_amount_fen(acc.quantity_milli, price), rate)
+        lines.append((line, acc.first))
+    return lines
+
+
+def _count(keys: Iterable[tuple[str, ...]]) -> dict[tuple[str, ...], int]:
+    out: dict[tuple[str, ...], int] = {}
+    for k in keys:
+        out[k] = out.get(k, 0) + 1
+    return out
+
+
+def _fee_lines(spans: list[_Span], catalog: Catalog, first: date, end: date) -> list[_Keyed]:
+    days_in_month = (end - first).days
+    groups: dict[tuple[str, str, str, int, Decimal, int | None], _Fee] = {}
+    for contract, start, stop in spans:
+        for version, seg_start, seg_stop in _version_segments(catalog, contract, start, stop):
+            for comp in version.components:
+                if comp.kind not in _FEE_KINDS:
+                    continue
+                area = _area_centi(contract) if comp.kind == "per_m2_month" else None
+                key = (contract.service, contract.metering_point_id, comp.code, comp.price_micro,
+                       version.vat_rate, area)
+                acc = groups.setdefault(key, _Fee(comp, version.vat_rate, area, seg_start))
+                acc.first = min(acc.first, seg_start)
+                acc.days += (seg_stop - seg_start).days
+    lines = []
+    for (service, mp, code, price, rate, area), acc in groups.items():
+        description = acc.component.description
+        if acc.days < days_in_month:
+            description += f" ({acc.days}/{days_in_month} dana)"
+        if area is None:
+            quantity = round_half_up_div(1000 * acc.days, days_in_month)
+            amount = round_half_up_div(price * acc.days, days_in_month * _MICRO_PER_FEN)
+            unit = "month"
+        else:
+            quantity = area * 10
+            amount = round_half_up_div(area * price * acc.days,
+                                       100 * days_in_month * _MICRO_PER_FEN)
+            unit = "m2"
+        line = InvoiceLine(service, mp, code, None, description, quantity, unit, price, amount,
+                           rate)
+        lines.append((line, acc.first))
+    return lines
+
+
+def _version_segments(
+    catalog: Catalog, contract: ContractInput, start: date, stop: date
+) -> list[tuple[TariffVersion, date, date]]:
+    """The tariff versions in force over [start, stop), each with the days it covers."""
+    _version(catalog, contract, start)  # the first day must be covered (raises otherwise)
+    versions = catalog.versions_between(contract.tariff_code, start, stop)
+    out = []
+    for i, v in enumerate(versions):
+        seg_start = max(start, v.valid_from)
+        seg_stop = min(stop, versions[i + 1].valid_from) if i + 1 < len(versions) else stop
+        out.append((v, seg_start, seg_stop))
+    return out
+
+
+def _area_centi(contract: ContractInput) -> int:
+    area = contract.area_m2
+    if area is None:
+        raise BillingError(
+            f"metering point {contract.metering_point_id}: area_m2 is required by tariff "
+            f"{contract.tariff_code} (contract {contract.contract_id})"
+        )
+    centi = Decimal(area) * 100
+    if centi != centi.to_integral_value() or centi < 0:
+        raise BillingError(
+            f"metering point {contract.metering_point_id}: area_m2 must be ≥ 0 with at most "
+            f"2 decimals, got {area}"
+        )
+    return int(centi)
+
+
+def _line_order(keyed: _Keyed) -> tuple[object, ...]:
+    # energy before fees within a metering point; a component split by a price change in
+    # date order
+    line, first_day = keyed
+    return (SERVICE_ORDER[line.service], line.metering_point_id, line.register is None,
+            line.register or "", line.component, first_day)
+
+
+def _totals(customer_id: str, period: str, lines: list[InvoiceLine]) -> InvoiceDraft:
+    bases: dict[Decimal, int] = {}
+    for line in lines:
+        bases[line.vat_rate] = bases.get(line.vat_rate, 0) + line.amount_fen
+    vat = [VatRow(rate, base, vat_fen(base, rate)) for rate, base in sorted(bases.items())]
+    net = sum(row.base_fen for row in vat)
+    tax = sum(row.vat_fen for row in vat)
+    return InvoiceDraft(customer_id, period, lines, vat, net, tax, net + tax)
