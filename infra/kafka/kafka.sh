@@ -69,6 +69,12 @@ port_open() {
   (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
 }
 
+# Who holds a port (best effort, for error messages).
+port_owner() {
+  command -v ss >/dev/null 2>&1 || return 0
+  ss -Hltnp "sport = :$1" 2>/dev/null | sed -n 's/.*users:((\(.*\))).*/\1/p' | head -n1
+}
+
 lock() {
   mkdir -p "$STATE_DIR"
   exec 9>"$LOCK_FILE"
@@ -190,7 +196,7 @@ cmd_start() {
   command -v "$JAVA" >/dev/null 2>&1 || die "java not found (install a Java 17 runtime or set JAVA_HOME)"
   for p in "$KAFKA_PORT" "$CONTROLLER_PORT"; do
     if port_open "$p"; then
-      die "port 127.0.0.1:$p is already in use by another process"
+      die "port 127.0.0.1:$p is already in use by another process ($(port_owner "$p")) -- a broker left over from a deleted var dir? stop it by its pid"
     fi
   done
 
