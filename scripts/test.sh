@@ -1,5 +1,33 @@
 #!/usr/bin/env bash
-# Runs the whole test suite. Starts (and afterwards stops) what the tests need.
+# Runs the whole test suite on real services: the embedded PostgreSQL (started by the
+# tests themselves), Apache Kafka (KRaft) and Mosquitto (started here, stopped at the end).
+# BILLING_TEST_NO_INFRA=1 skips Kafka/Mosquitto; the tests that need them are then skipped.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-exec .venv/bin/python -m pytest "$@"
+
+if [ "${BILLING_TEST_NO_INFRA:-0}" != "1" ]; then
+  if ! command -v mosquitto >/dev/null 2>&1 && [ ! -x /usr/sbin/mosquitto ]; then
+    if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
+      echo "installing mosquitto from Debian's packages"
+      apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mosquitto >/dev/null
+    else
+      echo "mosquitto is missing: install it (apt-get install -y mosquitto)" >&2
+      exit 1
+    fi
+  fi
+  stop_services() {
+    infra/kafka/kafka.sh stop >/dev/null 2>&1 || true
+    infra/mosquitto/mosquitto.sh stop >/dev/null 2>&1 || true
+  }
+  trap stop_services EXIT
+  infra/kafka/kafka.sh start
+  infra/mosquitto/mosquitto.sh start
+  export BILLING_TEST_KAFKA_BOOTSTRAP="127.0.0.1:${BILLING_KAFKA_PORT:-19092}"
+  export BILLING_TEST_MQTT_CREDENTIALS="$PWD/${BILLING_VAR_DIR:-var}/mosquitto/credentials.env"
+fi
+
+set +e
+.venv/bin/python -m pytest "$@"
+status=$?
+set -e
+exit $status
