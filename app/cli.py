@@ -118,8 +118,8 @@ def load_demo(rt: object, *, customers: int, months: int, end_period: str | None
 
 
 def cmd_gateway_token(settings: Settings, args: argparse.Namespace) -> int:
-    from app.bootstrap import bootstrap
     from api.security import register_gateway
+    from app.bootstrap import bootstrap
 
     rt = bootstrap(settings, pool_size=1)
     try:
@@ -147,10 +147,14 @@ def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
     with rt.pool.connection() as conn:
         empty = conn.execute("SELECT NOT EXISTS (SELECT 1 FROM customers)").fetchone()
     if empty and empty[0]:
-        print(f"empty database: loading demo data ({settings.demo_customers} customers, "
-              f"{settings.demo_months} months) …", flush=True)
-        load_demo(rt, customers=settings.demo_customers, months=settings.demo_months,
-                  end_period=None)
+        print(
+            f"empty database: loading demo data ({settings.demo_customers} customers, "
+            f"{settings.demo_months} months) …",
+            flush=True,
+        )
+        load_demo(
+            rt, customers=settings.demo_customers, months=settings.demo_months, end_period=None
+        )
     app = create_app(settings, rt.pool)
     stop = threading.Event()
     sim: threading.Thread | None = None
@@ -162,19 +166,31 @@ def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
         sim = threading.Thread(
             target=run_simulator,
             name="meter-simulator",
-            kwargs={"registers": registers, "url": url, "token": token,
-                    "interval_s": settings.simulator_interval_s,
-                    "read_every_s": settings.simulator_read_minutes * 60, "stop": stop},
+            kwargs={
+                "registers": registers,
+                "url": url,
+                "token": token,
+                "interval_s": settings.simulator_interval_s,
+                "read_every_s": settings.simulator_read_minutes * 60,
+                "stop": stop,
+            },
             daemon=True,
         )
-    print(f"Portal and API on http://{settings.host}:{settings.port}  "
-          f"(demo login: customer ID 100001, password demo)", flush=True)
-    server = uvicorn.Server(uvicorn.Config(app, host=settings.host, port=settings.port,
-                                           log_level="warning"))
+    print(
+        f"Portal and API on http://{settings.host}:{settings.port}  "
+        f"(demo login: customer ID 100001, password demo)",
+        flush=True,
+    )
+    server = uvicorn.Server(
+        uvicorn.Config(app, host=settings.host, port=settings.port, log_level="warning")
+    )
     if sim is not None:
         sim.start()
-        print(f"meter simulator: {len(registers)} registers, "
-              f"one read each every {settings.simulator_read_minutes} min", flush=True)
+        print(
+            f"meter simulator: {len(registers)} registers, "
+            f"one read each every {settings.simulator_read_minutes} min",
+            flush=True,
+        )
     try:
         server.run()
     finally:
@@ -215,7 +231,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     logging.getLogger("httpx").setLevel(logging.WARNING)
     args = build_parser().parse_args(argv)
     settings = Settings()

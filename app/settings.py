@@ -30,6 +30,22 @@ class Settings(BaseSettings):
         default=None, description="bearer token for operator calls (close) until operator accounts"
     )
     simulator_interval_s: float = Field(default=10.0, gt=0, description="seconds between sends")
-    simulator_read_minutes: int = Field(default=15, ge=1, description="each meter reads every N min")
+    simulator_read_minutes: int = Field(
+        default=15, ge=1, description="each meter reads every N min"
+    )
     demo_customers: int = Field(default=2000, ge=1, description="demo size on first start")
     demo_months: int = Field(default=24, ge=1, le=60)
+
+    # streaming on real infrastructure (unset bootstrap = the in-process chain)
+    kafka_bootstrap: str | None = Field(default=None, description="host:port[,host:port]")
+    kafka_reads_topic: str = "meter.reads.v1"
+    kafka_dlq_topic: str = "meter.reads.dlq.v1"
+    kafka_consumer_group: str = "billing-stream"
+    worker_batch_size: int = Field(default=5000, ge=1, le=100_000)
+    worker_batch_seconds: float = Field(default=0.5, gt=0)
+    mqtt_host: str = "127.0.0.1"
+    mqtt_port: int = Field(default=11883, ge=1, le=65535)
+    mqtt_username: str = "ingest"
+    mqtt_password: SecretStr | None = None
+    mqtt_topic: str = "amr/#"
+    metrics_port: int | None = Field(default=None, description="Prometheus port of worker/gateway")

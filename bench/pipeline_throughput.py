@@ -42,14 +42,16 @@ def seed(conn: psycopg.Connection, meters: int) -> None:
         with cur.copy("COPY meters (meter_id, service, digits, registers) FROM STDIN") as cp:
             for i in range(meters):
                 cp.write_row((f"E{i}", "electricity", 7, ["1.8.1", "1.8.2"]))
-        with cur.copy("COPY meter_installations (meter_id, metering_point_id, installed_at)"
-                      " FROM STDIN") as cp:
+        with cur.copy(
+            "COPY meter_installations (meter_id, metering_point_id, installed_at) FROM STDIN"
+        ) as cp:
             for i in range(meters):
                 cp.write_row((f"E{i}", f"MP{i}", "2025-01-01T00:00:00Z"))
         with cur.copy("COPY contracts FROM STDIN") as cp:
             for i in range(meters):
-                cp.write_row((f"C{i}", f"{200000 + i}", f"MP{i}", "electricity", "EL-HH",
-                              "2025-01-01", None))
+                cp.write_row(
+                    (f"C{i}", f"{200000 + i}", f"MP{i}", "electricity", "EL-HH", "2025-01-01", None)
+                )
     conn.commit()
 
 
@@ -79,8 +81,15 @@ def run_chain(url: str, reads: list[dict[str, str]], batch: int) -> float:
 
 def run_copy_ceiling(url: str, reads: list[dict[str, str]]) -> float:
     rows = [
-        (r["meter_id"], r["register"], r["read_at"], int(r["value"].replace(".", "")), "kWh",
-         "amr", "2026-01-01T00:00:00Z")
+        (
+            r["meter_id"],
+            r["register"],
+            r["read_at"],
+            int(r["value"].replace(".", "")),
+            "kWh",
+            "amr",
+            "2026-01-01T00:00:00Z",
+        )
         for r in reads
     ]
     with psycopg.connect(url) as conn:
@@ -88,10 +97,13 @@ def run_copy_ceiling(url: str, reads: list[dict[str, str]]) -> float:
         conn.execute("CREATE TABLE readings_ceiling (LIKE readings INCLUDING ALL)")
         conn.commit()
         started = time.perf_counter()
-        with conn.cursor() as cur, cur.copy(
-            "COPY readings_ceiling (meter_id, register, read_at, value_milli, unit, source,"
-            " received_at) FROM STDIN"
-        ) as cp:
+        with (
+            conn.cursor() as cur,
+            cur.copy(
+                "COPY readings_ceiling (meter_id, register, read_at, value_milli, unit, source,"
+                " received_at) FROM STDIN"
+            ) as cp,
+        ):
             for row in rows:
                 cp.write_row(row)
         conn.commit()
@@ -111,12 +123,18 @@ def main() -> None:
         reads = make_reads(args.meters, args.hours)
         ceiling, c_runs = median_of(args.runs, lambda: run_copy_ceiling(url, reads))
         chain, p_runs = median_of(args.runs, lambda: run_chain(url, reads, args.batch))
-    print(f"reads per run: {len(reads):,} ({args.meters} meters × 2 registers × "
-          f"{args.hours + 1} hourly reads), batch {args.batch:,}, {args.runs} runs")
-    print(f"raw COPY ceiling into readings: median {ceiling:,.0f} reads/s  "
-          f"(runs: {', '.join(f'{v:,.0f}' for v in c_runs)})")
-    print(f"in-process chain into PostgreSQL: median {chain:,.0f} reads/s  "
-          f"(runs: {', '.join(f'{v:,.0f}' for v in p_runs)})")
+    print(
+        f"reads per run: {len(reads):,} ({args.meters} meters × 2 registers × "
+        f"{args.hours + 1} hourly reads), batch {args.batch:,}, {args.runs} runs"
+    )
+    print(
+        f"raw COPY ceiling into readings: median {ceiling:,.0f} reads/s  "
+        f"(runs: {', '.join(f'{v:,.0f}' for v in c_runs)})"
+    )
+    print(
+        f"in-process chain into PostgreSQL: median {chain:,.0f} reads/s  "
+        f"(runs: {', '.join(f'{v:,.0f}' for v in p_runs)})"
+    )
     print(f"chain / ceiling: {chain / ceiling:.2f}")
 
 

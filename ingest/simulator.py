@@ -108,8 +108,12 @@ def run_simulator(
                 try:
                     resp = client.post(url, json=chunk)
                     body = resp.json()
-                    log.info("simulator sent %d reads: %d accepted, %d rejected",
-                             len(chunk), body.get("accepted", 0), body.get("rejected", 0))
+                    log.info(
+                        "simulator sent %d reads: %d accepted, %d rejected",
+                        len(chunk),
+                        body.get("accepted", 0),
+                        body.get("rejected", 0),
+                    )
                 except (httpx.HTTPError, ValueError) as exc:
                     log.warning("simulator could not send reads: %s", exc)
             stop.wait(interval_s)

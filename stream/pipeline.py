@@ -88,8 +88,14 @@ def process_reads(
         st = verdict.status[k]
         if st == ACCEPTED:
             stored_reads.append(
-                (read.meter_id, read.register, read.read_at, read.value_milli, read.unit,
-                 read.source)
+                (
+                    read.meter_id,
+                    read.register,
+                    read.read_at,
+                    read.value_milli,
+                    read.unit,
+                    read.source,
+                )
             )
             outcomes[i] = ReadOutcome(ACCEPTED)
         elif st == DUPLICATE:
@@ -100,7 +106,9 @@ def process_reads(
             rejected.append(_rejected_row(payloads[i], why))
 
     pieces = _rated_pieces(verdict.intervals, meters, catalog or load_catalog(conn))
-    new_state = [(m, r, s.last_read_at, s.last_value_milli) for (m, r), s in verdict.new_state.items()]
+    new_state = [
+        (m, r, s.last_read_at, s.last_value_milli) for (m, r), s in verdict.new_state.items()
+    ]
     write_batch(
         conn,
         received_at=now,
@@ -125,7 +133,10 @@ def process_reads(
 
 
 def _resolve_history(
-    conn: psycopg.Connection, reads: Sequence[MeterRead], status: list[str], reason: list[str | None]
+    conn: psycopg.Connection,
+    reads: Sequence[MeterRead],
+    status: list[str],
+    reason: list[str | None],
 ) -> None:
     """Reads older than the register's last accepted read: a stored twin is a duplicate."""
     idx = [k for k, s in enumerate(status) if s == CHECK_HISTORY]
@@ -179,9 +190,19 @@ def _rated_pieces(
         iv = intervals[s]
         meter = meters[iv.meter_id]
         out.append(
-            (iv.meter_id, iv.register, int(p.start_at[k]), int(p.end_at[k]), d,
-             meter.metering_point_id, meter.service, tariffs[k], int(p.quantity_milli[k]),
-             int(prices[k]), int(amounts[k]))
+            (
+                iv.meter_id,
+                iv.register,
+                int(p.start_at[k]),
+                int(p.end_at[k]),
+                d,
+                meter.metering_point_id,
+                meter.service,
+                tariffs[k],
+                int(p.quantity_milli[k]),
+                int(prices[k]),
+                int(amounts[k]),
+            )
         )
     return out
 

@@ -83,7 +83,9 @@ def ensure_staging(conn: psycopg.Connection) -> None:
     conn.execute(_STAGING)
 
 
-def _copy(conn: psycopg.Connection, table: str, columns: str, rows: Iterable[Sequence[object]]) -> None:
+def _copy(
+    conn: psycopg.Connection, table: str, columns: str, rows: Iterable[Sequence[object]]
+) -> None:
     with conn.cursor() as cur, cur.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
         for row in rows:
             copy.write_row(row)
@@ -103,8 +105,12 @@ def write_batch(
     ensure_staging(conn)
     stored = 0
     if readings:
-        _copy(conn, "stage_readings", "meter_id, register, read_at, value_milli, unit, source",
-              readings)
+        _copy(
+            conn,
+            "stage_readings",
+            "meter_id, register, read_at, value_milli, unit, source",
+            readings,
+        )
         stored = conn.execute(_INSERT_READINGS, (received_at,)).rowcount
     if pieces:
         _copy(
@@ -122,8 +128,15 @@ def write_batch(
         with conn.cursor() as cur, cur.copy(_INSERT_REJECTED) as copy:
             for r in rejected:
                 copy.write_row(
-                    (_ts(received_at), channel, r.meter_id, r.register, r.read_at, r.reason,
-                     r.payload)
+                    (
+                        _ts(received_at),
+                        channel,
+                        r.meter_id,
+                        r.register,
+                        r.read_at,
+                        r.reason,
+                        r.payload,
+                    )
                 )
     return stored
 

@@ -39,7 +39,9 @@ def template_db(admin_url: str) -> str:
     migrate(with_database(admin_url, name))
     yield name
     with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        conn.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+        )
 
 
 @pytest.fixture
@@ -54,4 +56,29 @@ def db_url(admin_url: str, template_db: str) -> Iterator[str]:
         )
     yield with_database(admin_url, name)
     with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        conn.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+        )
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap() -> str:
+    """The real Kafka broker started by scripts/test.sh (`make test`)."""
+    bootstrap = os.environ.get("BILLING_TEST_KAFKA_BOOTSTRAP")
+    if not bootstrap:
+        pytest.skip("Kafka is not running: run the suite with `make test`")
+    return bootstrap
+
+
+@pytest.fixture(scope="session")
+def mqtt_credentials() -> dict[str, str]:
+    """Host, port and per-user passwords of the real Mosquitto started by scripts/test.sh."""
+    path = os.environ.get("BILLING_TEST_MQTT_CREDENTIALS")
+    if not path or not Path(path).exists():
+        pytest.skip("Mosquitto is not running: run the suite with `make test`")
+    values: dict[str, str] = {}
+    for line in Path(path).read_text().splitlines():
+        if "=" in line and not line.lstrip().startswith("#"):
+            key, _, value = line.partition("=")
+            values[key.strip()] = value.strip().strip("'\"")
+    return values

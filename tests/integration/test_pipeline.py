@@ -32,8 +32,14 @@ def seed(conn: psycopg.Connection) -> None:
 
 
 def read(value: str, at: str, register: str = "1.8.1") -> dict[str, str]:
-    return {"meter_id": "E1", "register": register, "read_at": at, "value": value,
-            "unit": "kWh", "source": "amr"}
+    return {
+        "meter_id": "E1",
+        "register": register,
+        "read_at": at,
+        "value": value,
+        "unit": "kWh",
+        "source": "amr",
+    }
 
 
 NOW = int(datetime(2026, 4, 1, tzinfo=UTC).timestamp())
@@ -49,9 +55,15 @@ def conn(db_url: str):
 
 def test_good_reads_make_intervals_split_at_local_midnight(conn: psycopg.Connection) -> None:
     with conn.transaction():
-        res = process_reads(conn, [read("100.000", "2026-03-01T00:00:00+01:00"),
-                                   read("130.500", "2026-03-03T12:00:00+01:00")],
-                            channel="test", now=NOW)
+        res = process_reads(
+            conn,
+            [
+                read("100.000", "2026-03-01T00:00:00+01:00"),
+                read("130.500", "2026-03-03T12:00:00+01:00"),
+            ],
+            channel="test",
+            now=NOW,
+        )
     assert [o.status for o in res.outcomes] == ["accepted", "accepted"]
     rows = conn.execute(
         "SELECT local_day, quantity_milli, price_micro FROM consumption_intervals ORDER BY 1"
@@ -70,8 +82,13 @@ def test_bad_reads_rejected_with_reasons_good_kept(conn: psycopg.Connection) -> 
         process_reads(conn, [read("100.000", "2026-03-01T00:00:00+01:00")], channel="t", now=NOW)
     batch = [
         read("120.000", "2026-03-02T00:00:00+01:00"),
-        {"meter_id": "NOPE", "register": "1.8.1", "read_at": "2026-03-02T00:00:00Z",
-         "value": 1, "unit": "kWh"},
+        {
+            "meter_id": "NOPE",
+            "register": "1.8.1",
+            "read_at": "2026-03-02T00:00:00Z",
+            "value": 1,
+            "unit": "kWh",
+        },
         read("abc", "2026-03-02T00:00:00+01:00"),
         read("110.000", "2026-03-03T00:00:00+01:00"),
         read("120.000", "2026-03-02T00:00:00+01:00"),
@@ -95,8 +112,11 @@ def test_bad_reads_rejected_with_reasons_good_kept(conn: psycopg.Connection) -> 
 
 
 def test_redelivery_changes_nothing(conn: psycopg.Connection) -> None:
-    batch = [read("100.000", "2026-03-01T00:00:00+01:00"), read("110.000", "2026-03-02T00:00+01:00"),
-             read("125.000", "2026-03-03T00:00+01:00")]
+    batch = [
+        read("100.000", "2026-03-01T00:00:00+01:00"),
+        read("110.000", "2026-03-02T00:00+01:00"),
+        read("125.000", "2026-03-03T00:00+01:00"),
+    ]
     with conn.transaction():
         process_reads(conn, batch, channel="t", now=NOW)
     snapshot = conn.execute("SELECT * FROM daily_consumption ORDER BY local_day").fetchall()
@@ -108,8 +128,16 @@ def test_redelivery_changes_nothing(conn: psycopg.Connection) -> None:
 
 def test_rollover_is_accepted(conn: psycopg.Connection) -> None:
     with conn.transaction():
-        res = process_reads(conn, [read("999990.000", "2026-03-01T00:00:00+01:00"),
-                                   read("5.000", "2026-03-02T00:00:00+01:00")],
-                            channel="t", now=NOW)
+        res = process_reads(
+            conn,
+            [
+                read("999990.000", "2026-03-01T00:00:00+01:00"),
+                read("5.000", "2026-03-02T00:00:00+01:00"),
+            ],
+            channel="t",
+            now=NOW,
+        )
     assert [o.status for o in res.outcomes] == ["accepted", "accepted"]
-    assert conn.execute("SELECT sum(quantity_milli) FROM consumption_intervals").fetchone() == (15000,)
+    assert conn.execute("SELECT sum(quantity_milli) FROM consumption_intervals").fetchone() == (
+        15000,
+    )

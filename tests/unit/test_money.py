@@ -64,6 +64,6 @@ def test_formatting() -> None:
     assert format_price(1068376) == "1.068376"
 
 
-@given(st.integers(-10**12, 10**12))
+@given(st.integers(-(10**12), 10**12))
 def test_amount_roundtrip(fen: int) -> None:
     assert parse_amount_fen(format_km(fen)) == fen

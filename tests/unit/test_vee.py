@@ -1,3 +1,4 @@
+from schemas.meter_reads import MeterRead
 from stream.vee import (
     ACCEPTED,
     CHECK_HISTORY,
@@ -8,7 +9,6 @@ from stream.vee import (
     advance_milli,
     validate_reads,
 )
-from schemas.meter_reads import MeterRead
 
 METER = MeterInfo("E1", "electricity", 5, 40, ("1.8.1",), "MP1", 0, None)
 
@@ -35,8 +35,15 @@ def test_multiplier_and_sequence_inside_a_batch() -> None:
 
 def test_rejections_do_not_break_the_rest_of_the_group() -> None:
     state = {("E1", "1.8.1"): RegisterState(100, 1000)}
-    reads = [r(50, 900), r(100, 1000), r(150, 800), r(200, 1200), r(250, 1300, unit="m3"),
-             r(10**9, 2000), r(260, 1, register="2.8.0")]
+    reads = [
+        r(50, 900),
+        r(100, 1000),
+        r(150, 800),
+        r(200, 1200),
+        r(250, 1300, unit="m3"),
+        r(10**9, 2000),
+        r(260, 1, register="2.8.0"),
+    ]
     v = validate_reads(reads, {"E1": METER}, state, now=1000)
     assert v.status == [CHECK_HISTORY, DUPLICATE, REJECTED, ACCEPTED, REJECTED, REJECTED, REJECTED]
     assert v.reason[2] == "register went backwards without a rollover"
