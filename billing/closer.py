@@ -1,0 +1,247 @@
+"""The monthly close: one transaction that invoices every customer for a period.
+
+Idempotent: a customer who already has an invoice for the period is skipped, so closing
+again creates nothing; a customer whose contract was entered after the close gets an
+invoice on a re-run. Invoice numbers ``YYYY-NNNNNN`` (year of issue) have no gaps: the
+counter row is locked and advanced in the same transaction as the invoices it numbers.
+
+Set-based: the consumption of the whole period is summed in SQL per contract, register and
+*price segment* — a run of days over which the tariff's version and the energy components
+that apply (season) stay the same — so the pure calculation receives a few rows per
+customer, each carrying its first day, and prices every day of the run correctly.
+Invoices, lines and VAT rows are written with COPY.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from typing import Any
+
+import psycopg
+
+from billing import BillingError
+from billing.calculation import ContractInput, DailyConsumption, InvoiceDraft, compute_invoice
+from billing.reference import make_payment_reference
+from rating import RatingError
+from rating.calendar import month_bounds
+from rating.catalog import Catalog
+from stream.pipeline import load_catalog
+
+_PERIOD = re.compile(r"^[0-9]{4}-(0[1-9]|1[0-2])$")
+MAX_SEQ = 999_999
+
+_LOCK_COUNTER = """
+INSERT INTO invoice_counters AS c (year, last_seq) VALUES (%s, 0)
+ON CONFLICT (year) DO UPDATE SET last_seq = c.last_seq
+RETURNING last_seq
+"""
+
+_NOT_INVOICED = """NOT EXISTS (SELECT 1 FROM invoices i WHERE i.customer_id = c.customer_id
+                                  AND i.period = %(period)s AND i.kind = 'invoice')"""
+_ACTIVE = "c.valid_from < %(end)s AND (c.valid_to IS NULL OR c.valid_to >= %(first)s)"
+
+_CONTRACTS = f"""
+SELECT c.customer_id, c.contract_id, c.metering_point_id, c.service, c.tariff_code,
+       c.valid_from, c.valid_to, m.area_m2, m.household_members
+FROM contracts c JOIN metering_points m USING (metering_point_id)
+WHERE {_ACTIVE} AND {_NOT_INVOICED}
+"""
+
+# Two contracts (of any customers) on the same metering point and service on the same day
+# would bill the same consumption twice: those customers are held back, with the reason.
+_OVERLAPS = f"""
+SELECT c.customer_id, b.customer_id, c.contract_id, b.contract_id, c.metering_point_id,
+       c.service
+FROM contracts c
+JOIN contracts b ON b.metering_point_id = c.metering_point_id AND b.service = c.service
+     AND b.contract_id > c.contract_id
+     AND daterange(c.valid_from, c.valid_to, '[]') && daterange(b.valid_from, b.valid_to, '[]')
+     AND b.valid_from < %(end)s AND (b.valid_to IS NULL OR b.valid_to >= %(first)s)
+WHERE {_ACTIVE}
+"""
+
+_CONSUMPTION = f"""
+SELECT c.customer_id, d.metering_point_id, d.service, d.register, min(d.local_day),
+       sum(d.quantity_milli)::bigint
+FROM daily_consumption d
+JOIN contracts c ON c.metering_point_id = d.metering_point_id AND c.service = d.service
+     AND d.local_day >= c.valid_from AND (c.valid_to IS NULL OR d.local_day <= c.valid_to)
+LEFT JOIN unnest(%(seg_tariff)s::text[], %(seg_day)s::date[], %(seg_start)s::date[])
+     AS s(tariff_code, local_day, seg_start)
+     ON s.tariff_code = c.tariff_code AND s.local_day = d.local_day
+WHERE d.local_day >= %(first)s AND d.local_day < %(end)s AND {_NOT_INVOICED}
+GROUP BY c.customer_id, c.contract_id, d.metering_point_id, d.service, d.register, s.seg_start
+"""
+
+_UNBILLED = """
+SELECT count(*) FROM (
+    SELECT DISTINCT d.metering_point_id, d.service, d.local_day
+    FROM daily_consumption d
+    WHERE d.local_day >= %(first)s AND d.local_day < %(end)s AND d.quantity_milli <> 0
+      AND NOT EXISTS (
+          SELECT 1 FROM contracts c
+          WHERE c.metering_point_id = d.metering_point_id AND c.service = d.service
+            AND d.local_day >= c.valid_from AND (c.valid_to IS NULL OR d.local_day <= c.valid_to))
+) AS days
+"""
+
+
+@dataclass(frozen=True)
+class CloseResult:
+    period: str
+    invoices_created: int
+    invoices_existing: int
+    net_fen: int  # of the invoices created by this run
+    vat_fen: int
+    total_fen: int
+    unbilled_days: int  # (metering point, service, day) with consumption but no contract
+    skipped: dict[str, str] = field(default_factory=dict)  # customer_id → why not invoiced
+
+
+def close_period(
+    conn: psycopg.Connection, period: str, *, issued_on: date, payment_days: int = 15
+) -> CloseResult:
+    """Invoice every customer with a contract active in `period` ('YYYY-MM') who has no
+    invoice for it yet. A customer whose data cannot be invoiced (no price for a day's
+    consumption, overlapping contracts, …) is left out and listed in `skipped`."""
+    if not isinstance(period, str) or not _PERIOD.match(period):
+        raise BillingError(f"period: must be YYYY-MM, got {period!r}")
+    first, end = month_bounds(period)
+    if issued_on < end:
+        raise BillingError(
+            f"period {period} has not ended: it ends on {end - timedelta(days=1)}, "
+            f"issued_on {issued_on} must be later"
+        )
+    if not 0 <= payment_days <= 365:
+        raise BillingError(f"payment_days: must be 0–365, got {payment_days}")
+    args = {"period": period, "first": first, "end": end}
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))",
+                     (f"billing.close:{period}",))
+        row = conn.execute(_LOCK_COUNTER, (issued_on.year,)).fetchone()
+        last_seq = int(row[0]) if row else 0
+        existing = _scalar(conn, "SELECT count(*) FROM invoices WHERE period = %s"
+                                 " AND kind = 'invoice'", (period,))
+        catalog = load_catalog(conn)
+        contracts = _load_contracts(conn, args)
+        skipped = {k: v for k, v in _overlapping(conn, args).items() if k in contracts}
+        consumption = _load_consumption(conn, args, _price_segments(catalog, contracts, first, end))
+        drafts: list[InvoiceDraft] = []
+        for customer_id in sorted(contracts):
+            if customer_id in skipped:
+                continue
+            try:
+                drafts.append(compute_invoice(customer_id, period, contracts[customer_id],
+                                              consumption.get(customer_id, []), catalog))
+            except BillingError as exc:
+                skipped[customer_id] = str(exc)
+        if last_seq + len(drafts) > MAX_SEQ:
+            raise BillingError(f"invoice numbers of {issued_on.year} would pass {MAX_SEQ}")
+        if drafts:
+            _write(conn, drafts, issued_on, payment_days, last_seq)
+            conn.execute("UPDATE invoice_counters SET last_seq = %s WHERE year = %s",
+                         (last_seq + len(drafts), issued_on.year))
+        unbilled = _scalar(conn, _UNBILLED, args)
+    return CloseResult(
+        period=period,
+        invoices_created=len(drafts),
+        invoices_existing=existing,
+        net_fen=sum(d.net_fen for d in drafts),
+        vat_fen=sum(d.vat_fen for d in drafts),
+        total_fen=sum(d.total_fen for d in drafts),
+        unbilled_days=unbilled,
+        skipped=dict(sorted(skipped.items())),
+    )
+
+
+def _scalar(conn: psycopg.Connection, query: str, params: Any) -> int:
+    row = conn.execute(query, params).fetchone()
+    return int(row[0]) if row else 0
+
+
+def _load_contracts(conn: psycopg.Connection, args: dict[str, object]
+                    ) -> dict[str, list[ContractInput]]:
+    out: dict[str, list[ContractInput]] = defaultdict(list)
+    for customer_id, *rest in conn.execute(_CONTRACTS, args):
+        out[customer_id].append(ContractInput(*rest))
+    return out
+
+
+def _overlapping(conn: psycopg.Connection, args: dict[str, object]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for cust_a, cust_b, con_a, con_b, mp, service in conn.execute(_OVERLAPS, args):
+        why = f"contracts {con_a} and {con_b} overlap on metering point {mp} ({service})"
+        out.setdefault(cust_a, why)
+        out.setdefault(cust_b, why)
+    return out
+
+
+def _price_segments(catalog: Catalog, contracts: dict[str, list[ContractInput]], first: date,
+                    end: date) -> dict[str, list[object]]:
+    """For each tariff in use and each day of the month, the first day of its run of days
+    with the same version and the same applicable energy components."""
+    tariffs = sorted({c.tariff_code for cs in contracts.values() for c in cs})
+    seg_tariff: list[object] = []
+    seg_day: list[object] = []
+    seg_start: list[object] = []
+    for tariff in tariffs:
+        previous: object = object()
+        start = first
+        day = first
+        while day < end:
+            try:
+                v = catalog.version_on(tariff, day)
+                key: object = (v.valid_from, tuple(c.code for c in v.components
+                                                   if c.kind == "energy" and c.applies_on(day)))
+            except RatingError:
+                key = None  # the calculation names the missing version
+            if key != previous:
+                previous, start = key, day
+            seg_tariff.append(tariff)
+            seg_day.append(day)
+            seg_start.append(start)
+            day += timedelta(days=1)
+    return {"seg_tariff": seg_tariff, "seg_day": seg_day, "seg_start": seg_start}
+
+
+def _load_consumption(conn: psycopg.Connection, args: dict[str, object],
+                      segments: dict[str, list[object]]) -> dict[str, list[DailyConsumption]]:
+    out: dict[str, list[DailyConsumption]] = defaultdict(list)
+    for customer_id, *rest in conn.execute(_CONSUMPTION, {**args, **segments}):
+        out[customer_id].append(DailyConsumption(*rest))
+    return out
+
+
+def _write(conn: psycopg.Connection, drafts: list[InvoiceDraft], issued_on: date,
+           payment_days: int, last_seq: int) -> None:
+    year = issued_on.year
+    due_on = issued_on + timedelta(days=payment_days)
+    with conn.cursor() as cur:
+        with cur.copy(
+            "COPY invoices (invoice_number, year, seq, customer_id, period, kind, issued_on,"
+            " due_on, net_fen, vat_fen, total_fen, payment_reference, status) FROM STDIN"
+        ) as copy:
+            for seq, d in enumerate(drafts, start=last_seq + 1):
+                copy.write_row((f"{year}-{seq:06d}", year, seq, d.customer_id, d.period,
+                                "invoice", issued_on, due_on, d.net_fen, d.vat_fen, d.total_fen,
+                                make_payment_reference(year, seq), "finalized"))
+        with cur.copy(
+            "COPY invoice_lines (invoice_number, line_no, service, metering_point_id, component,"
+            " register, description, quantity_milli, unit, unit_price_micro, amount_fen,"
+            " vat_rate) FROM STDIN"
+        ) as copy:
+            for seq, d in enumerate(drafts, start=last_seq + 1):
+                number = f"{year}-{seq:06d}"
+                for no, ln in enumerate(d.lines, start=1):
+                    copy.write_row((number, no, ln.service, ln.metering_point_id, ln.component,
+                                    ln.register, ln.description, ln.quantity_milli, ln.unit,
+                                    ln.unit_price_micro, ln.amount_fen, ln.vat_rate))
+        with cur.copy(
+            "COPY invoice_vat (invoice_number, vat_rate, base_fen, vat_fen) FROM STDIN"
+        ) as copy:
+            for seq, d in enumerate(drafts, start=last_seq + 1):
+                for vat in d.vat:
+                    copy.write_row((f"{year}-{seq:06d}", vat.vat_rate, vat.base_fen, vat.vat_fen))
