@@ -21,7 +21,7 @@ from rating.split import split_at_local_midnight
 from schemas import SchemaError
 from schemas.meter_reads import MeterRead, decode_read
 from stream.directory import load_meters, lock_state
-from stream.sink_postgres import RejectedRow, write_batch
+from stream.sink_postgres import ConsumedOffset, RejectedRow, write_batch
 from stream.vee import (
     ACCEPTED,
     CHECK_HISTORY,
@@ -61,6 +61,7 @@ def process_reads(
     channel: str,
     now: int,
     catalog: Catalog | None = None,
+    offsets: Sequence[ConsumedOffset] = (),
 ) -> BatchResult:
     """Validate, rate and store a batch of read objects (decoded JSON). Commits nothing:
     the caller owns the transaction (``with conn.transaction():``)."""
@@ -117,6 +118,7 @@ def process_reads(
         pieces=pieces,
         state=new_state,
         rejected=rejected,
+        offsets=offsets,
     )
     final = [o if o is not None else ReadOutcome(REJECTED, "not processed") for o in outcomes]
     result = BatchResult(final, pieces=len(pieces))

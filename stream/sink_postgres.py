@@ -70,6 +70,24 @@ FROM STDIN
 """
 
 
+_UPSERT_OFFSET = """
+INSERT INTO stream_offsets (consumer_group, topic, partition, next_offset)
+VALUES (%s, %s, %s, %s)
+ON CONFLICT (consumer_group, topic, partition) DO UPDATE
+SET next_offset = greatest(stream_offsets.next_offset, excluded.next_offset), updated_at = now()
+"""
+
+
+@dataclass(frozen=True)
+class ConsumedOffset:
+    """The next offset to consume of one partition, stored with the batch it produced."""
+
+    consumer_group: str
+    topic: str
+    partition: int
+    next_offset: int
+
+
 @dataclass(frozen=True)
 class RejectedRow:
     meter_id: str | None
@@ -100,6 +118,7 @@ def write_batch(
     pieces: Sequence[Sequence[object]],
     state: Sequence[Sequence[object]],
     rejected: Sequence[RejectedRow],
+    offsets: Sequence[ConsumedOffset] = (),
 ) -> int:
     """Write one validated batch; return how many readings were newly stored."""
     ensure_staging(conn)
@@ -138,6 +157,10 @@ def write_batch(
                         r.payload,
                     )
                 )
+    for off in offsets:
+        conn.execute(
+            _UPSERT_OFFSET, (off.consumer_group, off.topic, off.partition, off.next_offset)
+        )
     return stored
 
 
