@@ -25,6 +25,19 @@ UNITS = frozenset({"kWh", "kvarh", "kW", "m3"})
 _REGISTER = re.compile(r"^[0-9]{1,3}(\.[0-9]{1,3}){1,3}$")
 _METER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
 MAX_VALUE_MILLI = 10**15  # a register of 12 digits with three decimals
+_PLAIN_DECIMAL = re.compile(r"^([0-9]{1,15})(?:\.([0-9]{1,3}))?$")
+
+
+def _value_milli(value: int | float | str) -> int:
+    """Fast path for the usual '1234.567' or integer; everything else through Decimal."""
+    if isinstance(value, int):
+        return value * 1000
+    if isinstance(value, str):
+        m = _PLAIN_DECIMAL.match(value)
+        if m:
+            frac = m.group(2) or ""
+            return int(m.group(1)) * 1000 + int(frac.ljust(3, "0") or 0)
+    return parse_quantity_milli(value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,7 +73,7 @@ def decode_read(obj: Any) -> MeterRead:
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
         raise SchemaError("value: must be a number or a decimal string")
     try:
-        value_milli = parse_quantity_milli(value)
+        value_milli = _value_milli(value)
     except ValueError as exc:
         raise SchemaError(f"value: {exc}") from exc
     if value_milli < 0:

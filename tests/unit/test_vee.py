@@ -50,3 +50,19 @@ def test_rejections_do_not_break_the_rest_of_the_group() -> None:
     assert v.reason[4] == "unit m3 does not fit a electricity meter"
     assert v.reason[5] == "read_at is in the future"
     assert [i.quantity_milli for i in v.intervals] == [200 * 40]
+
+
+def test_decode_read_value_forms_agree() -> None:
+    from hypothesis import given
+    from hypothesis import strategies as st
+
+    from rating.money import parse_quantity_milli
+    from schemas.meter_reads import _value_milli
+
+    @given(st.integers(0, 10**14), st.integers(0, 999), st.integers(0, 3))
+    def check(whole: int, frac: int, places: int) -> None:
+        text = f"{whole}" if places == 0 else f"{whole}.{str(frac).zfill(3)[:places]}"
+        assert _value_milli(text) == parse_quantity_milli(text)
+        assert _value_milli(whole) == whole * 1000
+
+    check()
