@@ -6,19 +6,22 @@ out by hand in the comments.
 
 from __future__ import annotations
 
+import json
 import statistics
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 
 import psycopg
 import pytest
 from fastapi.testclient import TestClient
 from psycopg_pool import ConnectionPool
+from pydantic import SecretStr
 
 from api.main import create_app
-from api.security import hash_password, token_sha256
+from api.security import hash_password, register_gateway, token_sha256
 from app.settings import Settings
 from billing.accounts import allocate_fifo, amount_with_vat, change_percent, invoice_status
 
@@ -393,3 +396,77 @@ def test_account_helpers() -> None:
     assert change_percent(3, 8) == -62.5
     assert change_percent(100, 0) is None
     assert change_percent(100, None) is None
+
+
+# ---- the whole way: reads over HTTP → close → portal -------------------------------------
+
+
+def test_reads_close_and_portal_end_to_end(db_url: str) -> None:
+    catalog = Path(__file__).resolve().parents[2] / "app" / "demo" / "catalog.json"
+    with psycopg.connect(db_url) as conn:
+        for doc in json.loads(catalog.read_text()):
+            conn.execute(
+                "INSERT INTO tariff_versions (tariff_code, valid_from, service, document)"
+                " VALUES (%s, %s, %s, %s)",
+                (doc["tariff_code"], doc["valid_from"], doc["service"], json.dumps(doc)),
+            )
+        conn.execute("INSERT INTO customers (customer_id, name, kind, password_hash)"
+                     " VALUES ('100005', 'Cvijeta D.', 'household', %s)", (hash_password(PW_A),))
+        conn.execute("INSERT INTO metering_points (metering_point_id, address, household_members)"
+                     " VALUES ('MP1', 'Ulica C 3', 3)")
+        conn.execute("INSERT INTO meters VALUES ('E1', 'electricity', 6, 1, '{1.8.1,1.8.2}')")
+        conn.execute("INSERT INTO meter_installations VALUES ('E1', 'MP1', '2025-01-01T00:00Z')")
+        conn.execute("INSERT INTO contracts VALUES ('C1', '100005', 'MP1', 'electricity', 'EL-HH',"
+                     " '2025-01-01', NULL), ('C2', '100005', 'MP1', 'waste', 'WA-HH',"
+                     " '2025-01-01', NULL)")
+        gateway_token = register_gateway(conn, "gw-1")
+    reads = [
+        {"meter_id": "E1", "register": reg, "read_at": at, "value": value, "unit": "kWh"}
+        for reg, at, value in (
+            ("1.8.1", "2026-03-01T00:00:00+01:00", "100.000"),
+            ("1.8.2", "2026-03-01T00:00:00+01:00", "50.000"),
+            ("1.8.1", "2026-04-01T00:00:00+02:00", "400.000"),
+            ("1.8.2", "2026-04-01T00:00:00+02:00", "150.000"),
+        )
+    ]
+    settings = Settings().model_copy(update={"operator_token": SecretStr("op-secret")})
+    clock = Clock(datetime(2026, 4, 2, 8, 0, tzinfo=UTC))
+    with ConnectionPool(db_url, min_size=1, max_size=4, open=True) as pool:
+        app = create_app(settings, pool, clock=clock)
+        with TestClient(app, base_url="https://testserver") as client:
+            resp = client.post("/api/v1/readings", json=reads,
+                               headers={"Authorization": f"Bearer {gateway_token}"})
+            assert resp.json()["accepted"] == 4
+            operator = {"Authorization": "Bearer op-secret"}
+            early = client.post("/api/v1/billing/close", json={"period": "2026-04"},
+                                headers=operator)
+            assert early.status_code == 422
+            assert "has not ended" in early.json()["detail"]
+            closed = client.post("/api/v1/billing/close", json={"period": "2026-03"},
+                                 headers=operator)
+            assert closed.status_code == 200, closed.text
+            # VT 300 kWh × 0.1578 = 47.34, MT 100 kWh × 0.0789 = 7.89, fee 3.50, waste 9.00
+            # net 67.73, VAT 11.5141 → 11.51, total 79.24
+            assert closed.json() == {
+                "period": "2026-03", "invoices_created": 1, "invoices_existing": 0,
+                "net": "67.73", "vat": "11.51", "total": "79.24", "unbilled_days": 0,
+                "skipped": {}}
+            again = client.post("/api/v1/billing/close", json={"period": "2026-03"},
+                                headers=operator).json()
+            assert (again["invoices_created"], again["invoices_existing"]) == (0, 1)
+
+            login(client, "100005", PW_A)
+            summary = client.get("/api/v1/portal/summary").json()
+            listing = client.get("/api/v1/portal/invoices").json()
+            detail = client.get(f"/api/v1/portal/invoices/{listing[0]['number']}").json()
+    assert summary["balance"] == "79.24"
+    # electricity 47.34 + 7.89 + 3.50 = 58.73 → ×1.17 = 68.7141 → 68.71; waste 10.53
+    assert summary["last_month"] == {"period": "2026-03", "services": {
+        "electricity": {"quantity": "400.000", "unit": "kWh", "amount": "68.71"},
+        "waste": {"quantity": "1.000", "unit": "month", "amount": "10.53"}}}
+    assert summary["previous_month"] is None
+    assert [(i["issued_on"], i["due_on"], i["total"], i["status"]) for i in listing] == [
+        ("2026-04-02", "2026-04-17", "79.24", "open")]
+    assert [(ln["register"], ln["quantity"], ln["amount"]) for ln in detail["lines"]] == [
+        ("1.8.1", "300.000", "47.34"), ("1.8.2", "100.000", "7.89"), (None, "1.000", "3.50"),
+        (None, "1.000", "9.00")]

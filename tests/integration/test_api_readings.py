@@ -214,3 +214,39 @@ def test_close_with_wrong_token_is_401_and_bad_period_422(pool: ConnectionPool) 
                            headers={"Authorization": "Bearer op-secret"})
         assert resp.status_code == 422
         assert resp.json()["detail"].startswith("issued_on:")
+
+
+# ---- errors are JSON, never a stack trace ------------------------------------------------
+
+
+def test_errors_are_json_with_security_headers(pool: ConnectionPool) -> None:
+    app = create_app(Settings(), pool, clock=lambda: NOW)
+
+    @app.get("/boom")
+    def boom() -> None:
+        raise RuntimeError("secret internals")
+
+    with TestClient(app, base_url="https://testserver") as client:
+        crash = client.get("/boom")
+        missing = client.get("/nowhere")
+        wrong_method = client.get("/api/v1/readings")
+    assert crash.status_code == 500
+    assert crash.json() == {"detail": "internal error"}
+    assert b"secret internals" not in crash.content and b"Traceback" not in crash.content
+    assert (missing.status_code, missing.json()) == (404, {"detail": "Not Found"})
+    assert wrong_method.status_code == 405
+    for resp in (crash, missing, wrong_method):
+        for name, value in SECURITY.items():
+            assert resp.headers[name] == value
+
+
+def test_exhausted_pool_answers_503(db_url: str, token: str, pool: ConnectionPool) -> None:
+    tiny = ConnectionPool(db_url, min_size=1, max_size=1, timeout=0.5, open=True)
+    try:
+        with tiny.connection(), client_for(tiny) as client:  # the only connection is taken
+            resp = client.post("/api/v1/readings", json=[],
+                               headers={"Authorization": f"Bearer {token}"})
+    finally:
+        tiny.close()
+    assert resp.status_code == 503
+    assert resp.json() == {"detail": "database unavailable, try again later"}
