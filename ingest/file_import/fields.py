@@ -13,6 +13,9 @@ from ingest import IngestError
 ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
 ID_RULE = "1–64 letters, digits, '.', '_' or '-' (starting with a letter or digit)"
 OBIS_PATTERN = re.compile(r"^[0-9]{1,3}(\.[0-9]{1,3}){1,3}$")
+# PostgreSQL text cannot hold NUL, and one-line fields have no business with control
+# characters or lone surrogates: refuse them here rather than fail the whole transaction.
+_BAD_CHARS = re.compile(r"[\x00-\x1f\x7f\ud800-\udfff]")
 
 
 class FieldError(IngestError):
@@ -44,6 +47,8 @@ def text(rec: Record, name: str, *, required: bool = True, max_len: int = 200) -
     if not isinstance(value, str):
         raise FieldError(f"{name}: must be a string")
     value = value.strip()
+    if _BAD_CHARS.search(value):
+        raise FieldError(f"{name}: must not contain control characters")
     if len(value) > max_len:
         raise FieldError(f"{name}: longer than {max_len} characters")
     return value

@@ -24,7 +24,10 @@ def load_tariffs(conn: psycopg.Connection, records: Sequence[Any], report: Impor
     for i, rec in enumerate(records):
         try:
             version = parse_tariff(rec)
-            doc = orjson.loads(orjson.dumps(rec))  # plain JSON values, as jsonb returns them
+            raw = orjson.dumps(rec)
+            if b"\\u0000" in raw:
+                raise ValueError("tariff: text must not contain NUL characters (\\u0000)")
+            doc = orjson.loads(raw)  # plain JSON values, as jsonb returns them
         except (RatingError, ValueError, TypeError) as exc:
             report.reject(SECTION, i, key_of(rec, "tariff_code"), str(exc))
             continue

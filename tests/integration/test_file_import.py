@@ -94,7 +94,11 @@ def test_bad_records_rejected_with_reasons_and_neighbours_kept(
     doc["customers"] += [
         {"customer_id": "12ab", "name": "Loš ID", "kind": "household"},
         {"customer_id": "200003", "name": "Nepoznata vrsta", "kind": "alien"},
+        {"customer_id": "200004", "name": "Nul\u0000bajt", "kind": "household"},
     ]
+    nul_tariff = copy.deepcopy(doc["tariffs"][0])
+    nul_tariff.update(valid_from="2026-01-01", name="EL\u0000HH")
+    doc["tariffs"].append(nul_tariff)
     doc["metering_points"].append({"metering_point_id": "MM-200003", "address": "Brka 3",
                                    "area_m2": "12.345"})
     doc["meters"] += [
@@ -123,11 +127,13 @@ def test_bad_records_rejected_with_reasons_and_neighbours_kept(
     ]
     report = import_document(conn, doc, now=NOW)
 
-    assert reasons(report, "tariffs") == {8: "service: must be one of electricity, water, "
-                                             "waste, got 'gas'"}
+    assert reasons(report, "tariffs") == {
+        8: "service: must be one of electricity, water, waste, got 'gas'",
+        9: "tariff: text must not contain NUL characters (\\u0000)"}
     assert reasons(report, "customers") == {
         2: "customer_id: must be a string of 6–10 digits, got '12ab'",
-        3: "kind: must be one of household, business, public, got 'alien'"}
+        3: "kind: must be one of household, business, public, got 'alien'",
+        4: "name: must not contain control characters"}
     assert reasons(report, "metering_points") == {2: "area_m2: has more than 2 decimals"}
     assert reasons(report, "meters") == {
         4: "registers: must be a non-empty list of OBIS codes",
@@ -145,7 +151,7 @@ def test_bad_records_rejected_with_reasons_and_neighbours_kept(
     assert ("customers", "12ab") in keys and ("contracts", "200001-EL2") in keys
 
     # every valid neighbour is in
-    assert counts(report)["customers"] == (2, 0, 0, 2)
+    assert counts(report)["customers"] == (2, 0, 0, 3)
     assert counts(report)["contracts"] == (6, 0, 0, 4)
     assert counts(report)["readings"] == (192, 0, 0, 2)
     assert conn.execute("SELECT count(*) FROM readings").fetchone() == (192,)
