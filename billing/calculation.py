@@ -80,7 +80,7 @@ class InvoiceDraft:
     total_fen: int
 
 
-@dataclass
+@dataclass(slots=True)
 class _Energy:
     component: Component
     vat_rate: Decimal
@@ -89,7 +89,7 @@ class _Energy:
     quantity_milli: int = 0
 
 
-@dataclass
+@dataclass(slots=True)
 class _Fee:
     component: Component
     vat_rate: Decimal
@@ -156,11 +156,11 @@ def _energy_lines(
         by_place.setdefault((span[0].metering_point_id, span[0].service), []).append(span)
     groups: dict[tuple[str, str, str, str, int, Decimal], _Energy] = {}
     for row in consumption:
-        contract = next(
-            (c for c, start, stop in by_place.get((row.metering_point_id, row.service), ())
-             if start <= row.local_day < stop),
-            None,
-        )
+        contract = None
+        for c, start, stop in by_place.get((row.metering_point_id, row.service), ()):
+            if start <= row.local_day < stop:
+                contract = c
+                break
         if contract is None:
             continue
         version = _version(catalog, contract, row.local_day)

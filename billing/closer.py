@@ -6,9 +6,9 @@ invoice on a re-run. Invoice numbers ``YYYY-NNNNNN`` (year of issue) have no gap
 counter row is locked and advanced in the same transaction as the invoices it numbers.
 
 Set-based: the consumption of the whole period is summed in SQL per contract, register and
-*price segment* — a run of days over which the tariff's version and the energy components
-that apply (season) stay the same — so the pure calculation receives a few rows per
-customer, each carrying its first day, and prices every day of the run correctly.
+*price bucket* — a run of days over which no tariff in use changes version or season — so
+the pure calculation receives a few rows per customer, each carrying its first day, and
+prices every day of the bucket correctly.
 Invoices, lines and VAT rows are written with COPY.
 """
 
@@ -27,7 +27,7 @@ from billing.calculation import ContractInput, DailyConsumption, InvoiceDraft, c
 from billing.reference import make_payment_reference
 from rating import RatingError
 from rating.calendar import month_bounds
-from rating.catalog import Catalog
+from rating.catalog import Catalog, TariffVersion
 from stream.pipeline import load_catalog
 
 _PERIOD = re.compile(r"^[0-9]{4}-(0[1-9]|1[0-2])$")
@@ -63,17 +63,16 @@ JOIN contracts b ON b.metering_point_id = c.metering_point_id AND b.service = c.
 WHERE {_ACTIVE}
 """
 
+# Grouped per contract, register and price bucket: `breaks` are the days on which some
+# tariff in use starts a new version or changes season inside the month.
 _CONSUMPTION = f"""
-SELECT c.customer_id, d.metering_point_id, d.service, d.register, min(d.local_day),
+SELECT c.customer_id, c.metering_point_id, c.service, d.register, min(d.local_day),
        sum(d.quantity_milli)::bigint
 FROM daily_consumption d
 JOIN contracts c ON c.metering_point_id = d.metering_point_id AND c.service = d.service
      AND d.local_day >= c.valid_from AND (c.valid_to IS NULL OR d.local_day <= c.valid_to)
-LEFT JOIN unnest(%(seg_tariff)s::text[], %(seg_day)s::date[], %(seg_start)s::date[])
-     AS s(tariff_code, local_day, seg_start)
-     ON s.tariff_code = c.tariff_code AND s.local_day = d.local_day
 WHERE d.local_day >= %(first)s AND d.local_day < %(end)s AND {_NOT_INVOICED}
-GROUP BY c.customer_id, c.contract_id, d.metering_point_id, d.service, d.register, s.seg_start
+GROUP BY c.contract_id, d.register, width_bucket(d.local_day, %(breaks)s::date[])
 """
 
 _UNBILLED = """
@@ -119,16 +118,18 @@ def close_period(
         raise BillingError(f"payment_days: must be 0–365, got {payment_days}")
     args = {"period": period, "first": first, "end": end}
     with conn.transaction():
+        # the period's consumption is grouped in one pass: let it hash in memory
+        conn.execute("SET LOCAL work_mem = '256MB'")
         conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))",
                      (f"billing.close:{period}",))
         row = conn.execute(_LOCK_COUNTER, (issued_on.year,)).fetchone()
         last_seq = int(row[0]) if row else 0
         existing = _scalar(conn, "SELECT count(*) FROM invoices WHERE period = %s"
                                  " AND kind = 'invoice'", (period,))
-        catalog = load_catalog(conn)
+        catalog = _CachedCatalog(load_catalog(conn))
         contracts = _load_contracts(conn, args)
         skipped = {k: v for k, v in _overlapping(conn, args).items() if k in contracts}
-        consumption = _load_consumption(conn, args, _price_segments(catalog, contracts, first, end))
+        consumption = _load_consumption(conn, args, _price_breaks(catalog, contracts, first, end))
         drafts: list[InvoiceDraft] = []
         for customer_id in sorted(contracts):
             if customer_id in skipped:
@@ -157,6 +158,29 @@ def close_period(
     )
 
 
+class _CachedCatalog(Catalog):
+    """The catalog with its look-ups memoized for one close (it cannot change meanwhile)."""
+
+    def __init__(self, base: Catalog) -> None:
+        super().__init__(base.versions)
+        self._on: dict[tuple[str, date], TariffVersion] = {}
+        self._between: dict[tuple[str, date, date], list[TariffVersion]] = {}
+
+    def version_on(self, tariff_code: str, day: date) -> TariffVersion:
+        key = (tariff_code, day)
+        found = self._on.get(key)
+        if found is None:
+            found = self._on[key] = super().version_on(tariff_code, day)
+        return found
+
+    def versions_between(self, tariff_code: str, first: date, end: date) -> list[TariffVersion]:
+        key = (tariff_code, first, end)
+        found = self._between.get(key)
+        if found is None:
+            found = self._between[key] = super().versions_between(tariff_code, first, end)
+        return found
+
+
 def _scalar(conn: psycopg.Connection, query: str, params: Any) -> int:
     row = conn.execute(query, params).fetchone()
     return int(row[0]) if row else 0
@@ -179,17 +203,15 @@ def _overlapping(conn: psycopg.Connection, args: dict[str, object]) -> dict[str,
     return out
 
 
-def _price_segments(catalog: Catalog, contracts: dict[str, list[ContractInput]], first: date,
-                    end: date) -> dict[str, list[object]]:
-    """For each tariff in use and each day of the month, the first day of its run of days
-    with the same version and the same applicable energy components."""
-    tariffs = sorted({c.tariff_code for cs in contracts.values() for c in cs})
-    seg_tariff: list[object] = []
-    seg_day: list[object] = []
-    seg_start: list[object] = []
+def _price_breaks(catalog: Catalog, contracts: dict[str, list[ContractInput]], first: date,
+                  end: date) -> list[date]:
+    """The first day of the month and every day on which a tariff in use starts a new
+    version or changes which energy components apply. Between two breaks every day of a
+    tariff is priced alike, so its consumption can be summed before pricing."""
+    tariffs = {c.tariff_code for cs in contracts.values() for c in cs}
+    breaks = {first}
     for tariff in tariffs:
-        previous: object = object()
-        start = first
+        previous: object = None
         day = first
         while day < end:
             try:
@@ -198,19 +220,17 @@ def _price_segments(catalog: Catalog, contracts: dict[str, list[ContractInput]],
                                                    if c.kind == "energy" and c.applies_on(day)))
             except RatingError:
                 key = None  # the calculation names the missing version
-            if key != previous:
-                previous, start = key, day
-            seg_tariff.append(tariff)
-            seg_day.append(day)
-            seg_start.append(start)
+            if day > first and key != previous:
+                breaks.add(day)
+            previous = key
             day += timedelta(days=1)
-    return {"seg_tariff": seg_tariff, "seg_day": seg_day, "seg_start": seg_start}
+    return sorted(breaks)
 
 
-def _load_consumption(conn: psycopg.Connection, args: dict[str, object],
-                      segments: dict[str, list[object]]) -> dict[str, list[DailyConsumption]]:
+def _load_consumption(conn: psycopg.Connection, args: dict[str, object], breaks: list[date]
+                      ) -> dict[str, list[DailyConsumption]]:
     out: dict[str, list[DailyConsumption]] = defaultdict(list)
-    for customer_id, *rest in conn.execute(_CONSUMPTION, {**args, **segments}):
+    for customer_id, *rest in conn.execute(_CONSUMPTION, {**args, "breaks": breaks}):
         out[customer_id].append(DailyConsumption(*rest))
     return out
 
