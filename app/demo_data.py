@@ -25,100 +25,31 @@ DEMO_CUSTOMER = "100001"
 DEMO_PASSWORD = "demo"
 CENTER = (44.872, 18.81)  # Brčko
 
-STREETS = (
-    "Bulevar mira",
-    "Reisa Džemaludina Čauševića",
-    "Trg pravde",
-    "Ulica Mehmedalije Tarabara",
-    "Dubrovačka",
-    "Cvijetina Mijatovića",
-    "Zagrebačka",
-    "Islahijeta",
-    "Potočari",
-    "Kolobara",
-    "Ive Andrića",
-    "Sarajevska",
-    "Tuzlanska",
+
+def _names(text: str) -> tuple[str, ...]:
+    return tuple(text.split("|"))
+
+
+STREETS = _names(
+    "Bulevar mira|Reisa Džemaludina Čauševića|Trg pravde|Ulica Mehmedalije Tarabara|"
+    "Dubrovačka|Cvijetina Mijatovića|Zagrebačka|Islahijeta|Potočari|Kolobara|Ive Andrića|"
+    "Sarajevska|Tuzlanska"
 )
-VILLAGES = (
-    "Brka",
-    "Gornji Rahić",
-    "Maoča",
-    "Bijela",
-    "Ražljevo",
-    "Brezovo Polje",
-    "Boće",
-    "Gorice",
-    "Bukvik",
-    "Gornji Zovik",
+VILLAGES = _names(
+    "Brka|Gornji Rahić|Maoča|Bijela|Ražljevo|Brezovo Polje|Boće|Gorice|Bukvik|Gornji Zovik"
 )
-FIRST = (
-    "Amra",
-    "Emina",
-    "Selma",
-    "Jasmina",
-    "Marija",
-    "Ivana",
-    "Milica",
-    "Jelena",
-    "Lejla",
-    "Ana",
-    "Adnan",
-    "Emir",
-    "Haris",
-    "Mirza",
-    "Nikola",
-    "Marko",
-    "Dragan",
-    "Ivan",
-    "Stefan",
-    "Zoran",
-    "Senad",
-    "Mehmed",
-    "Goran",
-    "Tarik",
-    "Dejan",
+FIRST = _names(
+    "Amra|Emina|Selma|Jasmina|Marija|Ivana|Milica|Jelena|Lejla|Ana|Adnan|Emir|Haris|"
+    "Mirza|Nikola|Marko|Dragan|Ivan|Stefan|Zoran|Senad|Mehmed|Goran|Tarik|Dejan"
 )
-LAST = (
-    "Hodžić",
-    "Mehmedović",
-    "Jovanović",
-    "Petrović",
-    "Kovačević",
-    "Marić",
-    "Babić",
-    "Husić",
-    "Salihović",
-    "Stojanović",
-    "Nikolić",
-    "Tomić",
-    "Jurić",
-    "Mujić",
-    "Begić",
-    "Ćosić",
-    "Lukić",
-    "Ilić",
-    "Hasanović",
-    "Alić",
-    "Đurić",
-    "Knežević",
-    "Pavlović",
-    "Filipović",
-    "Omerović",
+LAST = _names(
+    "Hodžić|Mehmedović|Jovanović|Petrović|Kovačević|Marić|Babić|Husić|Salihović|"
+    "Stojanović|Nikolić|Tomić|Jurić|Mujić|Begić|Ćosić|Lukić|Ilić|Hasanović|Alić|Đurić|"
+    "Knežević|Pavlović|Filipović|Omerović"
 )
-TRADES = (
-    "Trgovina",
-    "Pekara",
-    "Frizerski salon",
-    "Kafe bar",
-    "Autoservis",
-    "Apoteka",
-    "Stomatološka ordinacija",
-    "Knjigovodstveni biro",
-    "Cvjećara",
-    "Mesnica",
-    "Butik",
-    "Restoran",
+TRADES = _names(
+    "Trgovina|Pekara|Frizerski salon|Kafe bar|Autoservis|Apoteka|Stomatološka ordinacija|"
+    "Knjigovodstveni biro|Cvjećara|Mesnica|Butik|Restoran"
 )
 
 # Monthly shape of electricity use, January first (households heat with electricity).

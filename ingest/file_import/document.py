@@ -25,8 +25,10 @@ def check_document(doc: Any) -> dict[str, Sequence[Any]]:
         raise IngestError(f"the import document must be a JSON object, got {type(doc).__name__}")
     unknown = sorted(str(k) for k in doc if k not in SECTIONS)
     if unknown:
-        raise IngestError(f"unknown top-level key(s) {', '.join(map(repr, unknown))}; "
-                          f"allowed: {', '.join(SECTIONS)}")
+        raise IngestError(
+            f"unknown top-level key(s) {', '.join(map(repr, unknown))}; "
+            f"allowed: {', '.join(SECTIONS)}"
+        )
     out: dict[str, Sequence[Any]] = {}
     for name in SECTIONS:
         value = doc.get(name, [])
@@ -60,8 +62,9 @@ def import_document(
         load_meters(conn, sections["meters"], report)
         load_contracts(conn, sections["contracts"], report, catalog)
         if sections["readings"]:
-            load_readings(conn, sections["readings"], report, now=now, channel=channel,
-                          catalog=catalog)
+            load_readings(
+                conn, sections["readings"], report, now=now, channel=channel, catalog=catalog
+            )
         if sections["payments"]:
             load_payments(conn, sections["payments"], report, channel=channel)
     return report

@@ -61,13 +61,21 @@ def parse_meter(obj: Any) -> Meter:
         if not isinstance(reg, str) or not OBIS_PATTERN.match(reg):
             raise FieldError(f"registers[{k}]: not an OBIS code such as 1.8.1 or 8.0")
         if (service == "water") != reg.startswith("8."):
-            raise FieldError(f"registers[{k}]: {reg} is not a {service} register "
-                             "(water registers are 8.x, electricity 1.x–7.x)")
+            raise FieldError(
+                f"registers[{k}]: {reg} is not a {service} register "
+                "(water registers are 8.x, electricity 1.x–7.x)"
+            )
     if len(set(regs)) != len(regs):
         raise FieldError("registers: listed twice")
     assert digits is not None and multiplier is not None
-    return Meter(meter_id, service, digits, multiplier, tuple(regs),
-                 _installations(rec.get("installations", [])))
+    return Meter(
+        meter_id,
+        service,
+        digits,
+        multiplier,
+        tuple(regs),
+        _installations(rec.get("installations", [])),
+    )
 
 
 def _installations(raw: Any) -> tuple[Install, ...]:
@@ -92,8 +100,10 @@ def _installations(raw: Any) -> tuple[Install, ...]:
     out.sort(key=lambda x: x[1])
     for a, b in zip(out, out[1:], strict=False):
         if a[2] is None or a[2] > b[1]:
-            raise FieldError(f"installations: the installation at {_iso(a[1])} overlaps the one "
-                             f"at {_iso(b[1])} (only the last may be open, none may overlap)")
+            raise FieldError(
+                f"installations: the installation at {_iso(a[1])} overlaps the one "
+                f"at {_iso(b[1])} (only the last may be open, none may overlap)"
+            )
     return tuple(out)
 
 
@@ -110,31 +120,59 @@ def load_meters(conn: psycopg.Connection, records: Sequence[Any], report: Import
             report.reject(SECTION, i, key_of(rec, "meter_id"), str(exc))
             continue
         if meter.meter_id in parsed:
-            report.reject(SECTION, i, meter.meter_id, f"meter_id: duplicate {meter.meter_id} "
-                          f"(first at meters[{parsed[meter.meter_id][0]}])")
+            report.reject(
+                SECTION,
+                i,
+                meter.meter_id,
+                f"meter_id: duplicate {meter.meter_id} "
+                f"(first at meters[{parsed[meter.meter_id][0]}])",
+            )
             continue
         parsed[meter.meter_id] = (i, meter)
     if not parsed:
         return
     ids = list(parsed)
     mps = sorted({inst[0] for _, m in parsed.values() for inst in m.installs})
-    known_mps = {r[0] for r in conn.execute(
-        "SELECT metering_point_id FROM metering_points WHERE metering_point_id = ANY(%s)", (mps,))}
-    stored = {r[0]: (r[0], r[1], r[2], r[3], tuple(r[4])) for r in conn.execute(
-        "SELECT meter_id, service, digits, multiplier, registers FROM meters"
-        " WHERE meter_id = ANY(%s)", (ids,))}
+    known_mps = {
+        r[0]
+        for r in conn.execute(
+            "SELECT metering_point_id FROM metering_points WHERE metering_point_id = ANY(%s)",
+            (mps,),
+        )
+    }
+    stored = {
+        r[0]: (r[0], r[1], r[2], r[3], tuple(r[4]))
+        for r in conn.execute(
+            "SELECT meter_id, service, digits, multiplier, registers FROM meters"
+            " WHERE meter_id = ANY(%s)",
+            (ids,),
+        )
+    }
     installs: dict[str, list[Install]] = {}
     for mid, mp, start, end in conn.execute(
         "SELECT meter_id, metering_point_id, extract(epoch FROM installed_at)::bigint,"
         " extract(epoch FROM removed_at)::bigint FROM meter_installations"
-        " WHERE meter_id = ANY(%s) ORDER BY installed_at", (ids,)):
+        " WHERE meter_id = ANY(%s) ORDER BY installed_at",
+        (ids,),
+    ):
         installs.setdefault(mid, []).append((mp, start, end))
-    changed = [mid for mid in stored
-               if (stored[mid], tuple(installs.get(mid, ()))) !=
-               (parsed[mid][1].row, parsed[mid][1].installs)]
-    last_read: dict[str, int] = dict(conn.execute(
-        "SELECT meter_id, extract(epoch FROM max(read_at))::bigint FROM readings"
-        " WHERE meter_id = ANY(%s) GROUP BY meter_id", (changed,)).fetchall()) if changed else {}
+    changed = [
+        mid
+        for mid in stored
+        if (stored[mid], tuple(installs.get(mid, ())))
+        != (parsed[mid][1].row, parsed[mid][1].installs)
+    ]
+    last_read: dict[str, int] = (
+        dict(
+            conn.execute(
+                "SELECT meter_id, extract(epoch FROM max(read_at))::bigint FROM readings"
+                " WHERE meter_id = ANY(%s) GROUP BY meter_id",
+                (changed,),
+            ).fetchall()
+        )
+        if changed
+        else {}
+    )
 
     writes: list[Meter] = []
     for mid, (i, meter) in parsed.items():
@@ -157,8 +195,9 @@ def load_meters(conn: psycopg.Connection, records: Sequence[Any], report: Import
 def _unknown_mp(meter: Meter, known: set[str], report: ImportReport) -> str | None:
     for k, (mp, _, _) in enumerate(meter.installs):
         if mp not in known:
-            return report.parent_reason("metering_points", f"installations[{k}].metering_point_id",
-                                        mp, "metering point")
+            return report.parent_reason(
+                "metering_points", f"installations[{k}].metering_point_id", mp, "metering point"
+            )
     return None
 
 
@@ -167,8 +206,16 @@ def _keeps_facts(
 ) -> str | None:
     """Why this change to a meter with readings is refused, or None if it is allowed."""
     base = f"meter {meter.meter_id} already has readings (last {_iso(last_read)}): "
-    diff = [name for name, a, b in zip(("service", "digits", "multiplier", "registers"),
-                                       old_row[1:], meter.row[1:], strict=True) if a != b]
+    diff = [
+        name
+        for name, a, b in zip(
+            ("service", "digits", "multiplier", "registers"),
+            old_row[1:],
+            meter.row[1:],
+            strict=True,
+        )
+        if a != b
+    ]
     if diff:
         return base + f"{', '.join(diff)} cannot change (only installations[].removed_at may)"
     new = {start: (mp, end) for mp, start, end in meter.installs}
@@ -178,10 +225,13 @@ def _keeps_facts(
     old_starts = {start for _, start, _ in old_installs}
     for k, (_, start, end) in enumerate(meter.installs):
         if start not in old_starts and start <= last_read:
-            return base + f"installations[{k}].installed_at: a new installation must begin " \
-                          "after the last reading"
+            return (
+                base + f"installations[{k}].installed_at: a new installation must begin "
+                "after the last reading"
+            )
         covers_last = start <= last_read and (
-            k + 1 == len(meter.installs) or meter.installs[k + 1][1] > last_read)
+            k + 1 == len(meter.installs) or meter.installs[k + 1][1] > last_read
+        )
         if covers_last and end is not None and end < last_read:
             return base + f"installations[{k}].removed_at: cannot be before the last reading"
     return None
@@ -196,12 +246,17 @@ def _write(conn: psycopg.Connection, meters: list[Meter]) -> None:
             " VALUES (%s, %s, %s, %s, %s) ON CONFLICT (meter_id) DO UPDATE SET"
             " service = excluded.service, digits = excluded.digits,"
             " multiplier = excluded.multiplier, registers = excluded.registers",
-            [(*m.row[:4], list(m.registers)) for m in meters])
+            [(*m.row[:4], list(m.registers)) for m in meters],
+        )
         cur.execute(
             "DELETE FROM meter_installations i USING unnest(%s::text[]) AS k(meter_id)"
-            " WHERE i.meter_id = k.meter_id", ([m.meter_id for m in meters],))
+            " WHERE i.meter_id = k.meter_id",
+            ([m.meter_id for m in meters],),
+        )
         rows = [(m.meter_id, mp, start, end) for m in meters for mp, start, end in m.installs]
         if rows:
             cur.executemany(
                 "INSERT INTO meter_installations (meter_id, metering_point_id, installed_at,"
-                " removed_at) VALUES (%s, %s, to_timestamp(%s), to_timestamp(%s))", rows)
+                " removed_at) VALUES (%s, %s, to_timestamp(%s), to_timestamp(%s))",
+                rows,
+            )

@@ -120,7 +120,13 @@ CUSTOMERS = Table(
 METERING_POINTS = Table(
     section="metering_points",
     table="metering_points",
-    columns=("metering_point_id", "address", "latitude", "longitude", "household_members",
-             "area_m2"),
+    columns=(
+        "metering_point_id",
+        "address",
+        "latitude",
+        "longitude",
+        "household_members",
+        "area_m2",
+    ),
     parse=parse_metering_point,
 )

@@ -6,8 +6,15 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-SECTIONS = ("tariffs", "customers", "metering_points", "meters", "contracts", "readings",
-            "payments")
+SECTIONS = (
+    "tariffs",
+    "customers",
+    "metering_points",
+    "meters",
+    "contracts",
+    "readings",
+    "payments",
+)
 OUTCOMES = ("created", "updated", "unchanged", "rejected")
 _SHOWN = 20
 
@@ -20,8 +27,12 @@ class Rejection:
     reason: str
 
     def to_dict(self) -> dict[str, Any]:
-        return {"section": self.section, "index": self.index, "key": self.key,
-                "reason": self.reason}
+        return {
+            "section": self.section,
+            "index": self.index,
+            "key": self.key,
+            "reason": self.reason,
+        }
 
 
 @dataclass

@@ -42,15 +42,20 @@ def load_rows(
             continue
         first = parsed.get(row[0])
         if first is not None:
-            report.reject(spec.section, i, row[0],
-                          f"{key_col}: duplicate {row[0]} (first at {spec.section}[{first[0]}])")
+            report.reject(
+                spec.section,
+                i,
+                row[0],
+                f"{key_col}: duplicate {row[0]} (first at {spec.section}[{first[0]}])",
+            )
             continue
         parsed[row[0]] = (i, row)
     if not parsed:
         return
     cols = sql.SQL(", ").join(map(sql.Identifier, spec.columns))
     query = sql.SQL("SELECT {} FROM {} WHERE {} = ANY(%s)").format(
-        cols, sql.Identifier(spec.table), sql.Identifier(key_col))
+        cols, sql.Identifier(spec.table), sql.Identifier(key_col)
+    )
     stored = {r[0]: tuple(r) for r in conn.execute(query, (list(parsed),))}
     writes: list[Row] = []
     for key, (i, row) in parsed.items():
@@ -78,8 +83,7 @@ def load_rows(
             marks=sql.SQL(", ").join(sql.Placeholder() * len(spec.columns)),
             key=sql.Identifier(key_col),
             sets=sql.SQL(", ").join(
-                sql.SQL("{c} = excluded.{c}").format(c=sql.Identifier(c))
-                for c in spec.columns[1:]
+                sql.SQL("{c} = excluded.{c}").format(c=sql.Identifier(c)) for c in spec.columns[1:]
             ),
         )
         with conn.cursor() as cur:

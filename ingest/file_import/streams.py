@@ -55,9 +55,10 @@ def load_readings(
 
     order = sorted(range(len(records)), key=lambda i: _read_order(records[i]))
     for start in range(0, len(order), CHUNK):
-        idx = order[start:start + CHUNK]
-        result = process_reads(conn, [records[i] for i in idx], channel=channel, now=now,
-                               catalog=catalog)
+        idx = order[start : start + CHUNK]
+        result = process_reads(
+            conn, [records[i] for i in idx], channel=channel, now=now, catalog=catalog
+        )
         _empty_staging(conn)
         for i, outcome in zip(idx, result.outcomes, strict=True):
             if outcome.status == "rejected":
@@ -73,7 +74,9 @@ def load_readings(
 def _empty_staging(conn: psycopg.Connection) -> None:
     row = conn.execute(
         "SELECT array_agg(quote_ident(relname)) FROM pg_class WHERE relpersistence = 't'"
-        " AND relname = ANY(%s) AND pg_table_is_visible(oid)", (list(_STAGING),)).fetchone()
+        " AND relname = ANY(%s) AND pg_table_is_visible(oid)",
+        (list(_STAGING),),
+    ).fetchone()
     if row and row[0]:
         conn.execute(f"TRUNCATE {', '.join(row[0])}")
 
@@ -84,7 +87,7 @@ def load_payments(
     from billing.payments import record_payments
 
     for start in range(0, len(records), CHUNK):
-        chunk = records[start:start + CHUNK]
+        chunk = records[start : start + CHUNK]
         outcomes = record_payments(conn, chunk, channel=channel)
         for k, (rec, outcome) in enumerate(zip(chunk, outcomes, strict=True)):
             key = None

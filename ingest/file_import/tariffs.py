@@ -33,9 +33,13 @@ def load_tariffs(conn: psycopg.Connection, records: Sequence[Any], report: Impor
             continue
         key = (version.tariff_code, version.valid_from.isoformat())
         if key in new:
-            report.reject(SECTION, i, version.tariff_code,
-                          f"duplicate tariff_code {key[0]} with valid_from {key[1]} "
-                          f"(first at tariffs[{new[key][0]}])")
+            report.reject(
+                SECTION,
+                i,
+                version.tariff_code,
+                f"duplicate tariff_code {key[0]} with valid_from {key[1]} "
+                f"(first at tariffs[{new[key][0]}])",
+            )
             continue
         new[key] = (i, doc, version.service)
     if not new:
@@ -45,7 +49,9 @@ def load_tariffs(conn: psycopg.Connection, records: Sequence[Any], report: Impor
         (code, vfrom.isoformat()): doc
         for code, vfrom, doc in conn.execute(
             "SELECT tariff_code, valid_from, document FROM tariff_versions"
-            " WHERE tariff_code = ANY(%s)", (codes,))
+            " WHERE tariff_code = ANY(%s)",
+            (codes,),
+        )
     }
     inserts = []
     for key, (i, doc, service) in new.items():
@@ -56,11 +62,17 @@ def load_tariffs(conn: psycopg.Connection, records: Sequence[Any], report: Impor
         elif old == doc:
             report.count(SECTION, "unchanged")
         else:
-            report.reject(SECTION, i, key[0],
-                          f"tariff {key[0]} valid_from {key[1]} is already loaded with other "
-                          "content: catalog versions are immutable, publish a new valid_from")
+            report.reject(
+                SECTION,
+                i,
+                key[0],
+                f"tariff {key[0]} valid_from {key[1]} is already loaded with other "
+                "content: catalog versions are immutable, publish a new valid_from",
+            )
     if inserts:
         with conn.cursor() as cur:
             cur.executemany(
                 "INSERT INTO tariff_versions (tariff_code, valid_from, service, document)"
-                " VALUES (%s, %s, %s, %s)", inserts)
+                " VALUES (%s, %s, %s, %s)",
+                inserts,
+            )

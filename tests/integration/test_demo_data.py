@@ -30,14 +30,16 @@ def test_small_demo_imports_cleanly_and_closes(conn: psycopg.Connection) -> None
     assert conn.execute(
         "SELECT count(*) FROM (SELECT value_milli < lag(value_milli) OVER (PARTITION BY"
         " meter_id ORDER BY read_at) AS wrap FROM readings WHERE register = '8.0') q"
-        " WHERE wrap").fetchone() == (1,)
+        " WHERE wrap"
+    ).fetchone() == (1,)
     wrapped = conn.execute(
         "SELECT max(m) FROM (SELECT sum(quantity_milli) AS m FROM consumption_intervals"
         " WHERE service = 'water' GROUP BY meter_id, date_trunc('month', local_day)) q"
     ).fetchone()
     assert wrapped is not None and wrapped[0] < 100_000_000
-    demo = conn.execute("SELECT password_hash FROM customers WHERE customer_id = '100001'"
-                        ).fetchone()
+    demo = conn.execute(
+        "SELECT password_hash FROM customers WHERE customer_id = '100001'"
+    ).fetchone()
     assert demo is not None and demo[0].startswith("$argon2id$")
     from api.security import verify_password
 
@@ -60,6 +62,7 @@ def test_small_demo_imports_cleanly_and_closes(conn: psycopg.Connection) -> None
     assert {(n, p) for _, n, p in per_customer} == {(3, 3)}
     lines = conn.execute(
         "SELECT DISTINCT service FROM invoice_lines l JOIN invoices i USING (invoice_number)"
-        " WHERE i.customer_id = '100001'").fetchall()
+        " WHERE i.customer_id = '100001'"
+    ).fetchall()
     assert sorted(r[0] for r in lines) == ["electricity", "waste", "water"]
     assert date.fromisoformat(doc["contracts"][0]["valid_from"]) == date(2026, 1, 1)

@@ -20,8 +20,9 @@ def series(doc: dict[str, Any]) -> dict[tuple[str, str], list[Decimal]]:
 
 def monthly(values: list[Decimal], digits: int) -> list[Decimal]:
     """Advance per month; a smaller value is a rollover of a `digits`-digit register."""
-    return [b - a if b >= a else b + 10**digits - a
-            for a, b in zip(values, values[1:], strict=False)]
+    return [
+        b - a if b >= a else b + 10**digits - a for a, b in zip(values, values[1:], strict=False)
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -32,8 +33,7 @@ def doc() -> dict[str, Any]:
 def test_periods_and_read_days() -> None:
     assert demo_periods("2026-02", 3) == ["2025-12", "2026-01", "2026-02"]
     days = read_instants("2026-02", 3)
-    assert [d.isoformat() for d in days] == ["2025-12-01", "2026-01-01", "2026-02-01",
-                                             "2026-03-01"]
+    assert [d.isoformat() for d in days] == ["2025-12-01", "2026-01-01", "2026-02-01", "2026-03-01"]
     with pytest.raises(ValueError, match="YYYY-MM"):
         demo_periods("2026-13", 2)
     with pytest.raises(ValueError, match="catalog starts 2024-01-01"):
@@ -53,8 +53,11 @@ def test_demo_customer_has_login_and_all_services(doc: dict[str, Any]) -> None:
     assert demo == [demo[0]] and demo[0]["password"] == "demo"
     assert demo[0]["kind"] == "household"
     assert sum("password" in c for c in doc["customers"]) == 1
-    services = {c["service"]: c["tariff_code"] for c in doc["contracts"]
-                if c["customer_id"] == DEMO_CUSTOMER}
+    services = {
+        c["service"]: c["tariff_code"]
+        for c in doc["contracts"]
+        if c["customer_id"] == DEMO_CUSTOMER
+    }
     assert services == {"electricity": "EL-HH", "water": "W-HH", "waste": "WA-HH"}
 
 
@@ -65,8 +68,11 @@ def test_shape_of_the_customer_base(doc: dict[str, Any]) -> None:
     tariffs = defaultdict(set)
     for c in doc["contracts"]:
         tariffs[c["service"]].add(c["tariff_code"])
-    assert tariffs == {"electricity": {"EL-HH", "EL-OP"}, "water": {"W-HH", "W-VS", "W-BU"},
-                       "waste": {"WA-HH", "WA-BU"}}
+    assert tariffs == {
+        "electricity": {"EL-HH", "EL-OP"},
+        "water": {"W-HH", "W-VS", "W-BU"},
+        "waste": {"WA-HH", "WA-BU"},
+    }
     points = {p["metering_point_id"]: p for p in doc["metering_points"]}
     for p in points.values():
         assert abs(p["latitude"] - 44.872) <= 0.03 and abs(p["longitude"] - 18.81) <= 0.03
@@ -82,8 +88,9 @@ def test_shape_of_the_customer_base(doc: dict[str, Any]) -> None:
 
 def test_consumption_is_believable(doc: dict[str, Any]) -> None:
     kinds = {c["customer_id"]: c["kind"] for c in doc["customers"]}
-    members = {p["metering_point_id"][3:]: p.get("household_members")
-               for p in doc["metering_points"]}
+    members = {
+        p["metering_point_id"][3:]: p.get("household_members") for p in doc["metering_points"]
+    }
     reads = series(doc)
     winter, summer = Decimal(0), Decimal(0)
     for cid, kind in kinds.items():
@@ -107,8 +114,11 @@ def test_consumption_is_believable(doc: dict[str, Any]) -> None:
 
 def test_some_water_meters_roll_over(doc: dict[str, Any]) -> None:
     reads = series(doc)
-    wrapped = [k for k, v in reads.items() if k[1] == "8.0"
-               and any(b < a for a, b in zip(v, v[1:], strict=False))]
+    wrapped = [
+        k
+        for k, v in reads.items()
+        if k[1] == "8.0" and any(b < a for a, b in zip(v, v[1:], strict=False))
+    ]
     assert len(wrapped) == 4  # 1 % of 400 customers
     meters = {m["meter_id"]: m for m in doc["meters"]}
     assert {meters[m]["digits"] for m, _ in wrapped} == {5}
