@@ -258,3 +258,76 @@ def test_refusals(conn: psycopg.Connection, period: str, issued_on: date, reason
     with pytest.raises(BillingError, match=reason):
         close_period(conn, period, issued_on=issued_on)
     assert conn.execute("SELECT count(*) FROM invoices").fetchone() == (0,)
+
+
+def test_move_out_and_move_in_split_the_metering_points_consumption(
+    conn: psycopg.Connection,
+) -> None:
+    """100002 moves out of MP2 on 15 March; 300001 moves in on 16 March on another tariff."""
+    conn.execute("""
+        INSERT INTO customers VALUES ('300001', 'Novi stanar', 'business');
+        INSERT INTO contracts VALUES
+            ('C4E', '300001', 'MP2', 'electricity', 'EL-OP', '2026-03-16', NULL);
+    """)
+    conn.execute("DELETE FROM contracts WHERE contract_id = 'C2E'")
+    conn.execute("INSERT INTO contracts VALUES ('C2E', '100002', 'MP2', 'electricity', 'EL-HH',"
+                 " '2026-03-11', '2026-03-15')")
+    push(conn, [read("E2", "1.8.1", "0.000", "2026-03-11T00:00:00+01:00"),
+                read("E2", "1.8.1", "5.000", "2026-03-16T00:00:00+01:00"),
+                read("E2", "1.8.1", "9.000", "2026-03-26T00:00:00+01:00")])
+    res = close_period(conn, "2026-03", issued_on=APRIL_1)
+    assert res.skipped == {}
+    lines = conn.execute(
+        "SELECT i.customer_id, l.component, l.quantity_milli, l.unit_price_micro, l.amount_fen,"
+        " l.description FROM invoice_lines l JOIN invoices i USING (invoice_number)"
+        " WHERE l.metering_point_id = 'MP2' ORDER BY i.customer_id, l.line_no").fetchall()
+    # 100002: 5 kWh × 0.1578 = 0.789 → 0.79; fee 3.50 × 5/31 = 0.5645 → 0.56
+    # 300001: 4 kWh × 0.1920 = 0.768 → 0.77; fee 8.00 × 16/31 = 4.1290 → 4.13
+    assert lines == [
+        ("100002", "energy_vt_higher", 5000, 157_800, 79, "Aktivna energija VT (viša sezona)"),
+        ("100002", "metering_point_fee", 161, 3_500_000, 56,
+         "Naknada za mjerno mjesto (5/31 dana)"),
+        ("300001", "energy_vt_higher", 4000, 192_000, 77, "Aktivna energija VT (viša sezona)"),
+        ("300001", "metering_point_fee", 516, 8_000_000, 413,
+         "Naknada za mjerno mjesto (16/31 dana)"),
+    ]
+
+
+def test_concurrent_closes_take_numbers_one_after_the_other(
+    conn: psycopg.Connection, db_url: str
+) -> None:
+    """The counter row is locked until the first close commits: the second waits and
+    continues the sequence, so numbers stay gap-free and unique."""
+    import threading
+
+    push(conn, MARCH_READS)
+    results: list[Any] = []
+    with psycopg.connect(db_url) as other:
+        with conn.transaction():
+            close_period(conn, "2026-02", issued_on=date(2026, 3, 1))
+
+            def second() -> None:
+                results.append(close_period(other, "2026-03", issued_on=APRIL_1))
+
+            worker = threading.Thread(target=second)
+            worker.start()
+            worker.join(timeout=1.0)
+            assert worker.is_alive()  # waiting on the invoice counter
+        worker.join(timeout=20)
+        other.commit()
+    assert results[0].invoices_created == 3
+    rows = conn.execute("SELECT invoice_number, period FROM invoices ORDER BY seq").fetchall()
+    assert rows == [("2026-000001", "2026-02"), ("2026-000002", "2026-02"),
+                    ("2026-000003", "2026-03"), ("2026-000004", "2026-03"),
+                    ("2026-000005", "2026-03")]
+
+
+def test_numbers_restart_in_the_year_of_issue(conn: psycopg.Connection) -> None:
+    close_period(conn, "2026-03", issued_on=APRIL_1)
+    res = close_period(conn, "2026-12", issued_on=date(2027, 1, 2))
+    assert res.invoices_created == 3
+    rows = conn.execute("SELECT invoice_number, payment_reference FROM invoices"
+                        " WHERE period = '2026-12' ORDER BY seq").fetchall()
+    assert rows[0] == ("2027-000001", make_payment_reference(2027, 1))
+    assert conn.execute("SELECT year, last_seq FROM invoice_counters ORDER BY 1").fetchall() \
+        == [(2026, 3), (2027, 3)]
