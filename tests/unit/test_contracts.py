@@ -391,3 +391,11 @@ def test_unhashable_unit_or_source_is_a_schema_error(field: str) -> None:
     }
     assert not _schema_accepts(obj)
     assert not _decode_accepts(obj)
+
+
+def test_topics_reference_is_up_to_date() -> None:
+    from schemas.docs import DOC, render
+
+    assert DOC.read_text(encoding="utf-8") == render(), "run: python -m schemas.docs"
+    for topic in EXPECTED_TOPICS:
+        assert f"\n## {topic}\n" in render()
