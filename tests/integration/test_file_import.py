@@ -65,7 +65,6 @@ def conn(db_url: str):
 
 
 def test_example_file_loads_then_reload_changes_nothing(conn: psycopg.Connection) -> None:
-    pytest.importorskip("billing.payments")
     first = import_file(conn, EXAMPLE, now=NOW)
     assert first.rejections == []
     assert counts(first) == {
@@ -237,33 +236,35 @@ def test_bad_records_rejected_with_reasons_and_neighbours_kept(
     assert "customers[2] 12ab: customer_id" in report.summary()
 
 
-def test_payment_with_bad_reference_is_rejected_neighbour_kept(
+def test_payments_with_bad_reference_are_rejected_neighbours_kept(
     conn: psycopg.Connection,
 ) -> None:
-    pytest.importorskip("billing.payments")
+    from billing.reference import make_payment_reference
+
     doc = example(payments=True)
+    doc["customers"].append({"customer_id": "200005", "name": "", "kind": "household"})
+    pay = {"paid_on": "2026-03-21", "amount": "10.00"}
     doc["payments"] += [
-        {
-            "payment_id": "UPL-2026-000002",
-            "reference": "9999999999",
-            "paid_on": "2026-03-21",
-            "amount": "10.00",
-        },
-        {
-            "payment_id": "UPL-2026-000003",
-            "customer_id": "200002",
-            "paid_on": "2026-03-22",
-            "amount": "12.50",
-        },
+        {"payment_id": "UPL-2026-000002", "reference": "9999999999", **pay},
+        {"payment_id": "UPL-2026-000003", "customer_id": "200002", **pay, "amount": "12.50"},
+        {"payment_id": "UPL-2026-000004", "reference": make_payment_reference(2026, 77), **pay},
+        {"payment_id": "UPL-2026-000005", "customer_id": "200005", **pay},
+        {"payment_id": "UPL-2026-000006", "customer_id": "200002", **pay, "amount": "-3.00"},
     ]
     report = import_document(conn, doc, now=NOW)
-    assert counts(report)["payments"] == (2, 0, 0, 1)
-    assert set(reasons(report, "payments")) == {1}
-    assert reasons(report, "payments")[1]
-    assert conn.execute("SELECT payment_id FROM payments ORDER BY 1").fetchall() == [
-        ("UPL-2026-000001",),
-        ("UPL-2026-000003",),
+    assert counts(report)["payments"] == (2, 0, 0, 4)
+    assert reasons(report, "payments") == {
+        1: "reference: wrong check digits in '9999999999' (typo?)",
+        3: "reference: no invoice carries reference '2600007789'",
+        4: "customer_id: customer 200005 was rejected (customers[2])",
+        5: "amount: must be greater than zero, got '-3.00'",
+    }
+    assert conn.execute("SELECT payment_id, amount_fen FROM payments ORDER BY 1").fetchall() == [
+        ("UPL-2026-000001", 4500),
+        ("UPL-2026-000003", 1250),
     ]
+    again = import_document(conn, doc, now=NOW)
+    assert counts(again)["payments"] == (0, 0, 2, 4)
 
 
 def test_edits_update_master_data(conn: psycopg.Connection) -> None:
