@@ -5,6 +5,9 @@ into one line per (metering point, register, component, unit price); the amount 
 half up once per line. Monthly fees are prorated by the contract's days in the month
 (``price × days / days_in_month``), per tariff version when the price changes mid-month.
 VAT is computed per rate on the sum of that rate's net lines.
+
+The records are plain (not frozen) slotted dataclasses: a close builds hundreds of
+thousands of them and frozen ones cost several times more to create. Treat them as values.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ _FEE_KINDS = ("fixed_monthly", "per_m2_month")
 _MICRO_PER_FEN = 10_000
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ContractInput:
     """A contract active in the period, with its metering point's attributes."""
 
@@ -39,7 +42,7 @@ class ContractInput:
     household_members: int | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class DailyConsumption:
     metering_point_id: str
     service: str
@@ -48,7 +51,7 @@ class DailyConsumption:
     quantity_milli: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class InvoiceLine:
     service: str
     metering_point_id: str
@@ -62,7 +65,7 @@ class InvoiceLine:
     vat_rate: Decimal
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class VatRow:
     vat_rate: Decimal
     base_fen: int
