@@ -51,8 +51,6 @@ def import_document(
     sections = check_document(doc)
     report = ImportReport()
     with conn.transaction():
-        # the sink groups each batch's day pieces into the daily rollup: hash in memory
-        conn.execute("SET LOCAL work_mem = '128MB'")
         load_tariffs(conn, sections["tariffs"], report)
         from stream.pipeline import load_catalog
 
