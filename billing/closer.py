@@ -105,7 +105,10 @@ def close_period(
 ) -> CloseResult:
     """Invoice every customer with a contract active in `period` ('YYYY-MM') who has no
     invoice for it yet. A customer whose data cannot be invoiced (no price for a day's
-    consumption, overlapping contracts, …) is left out and listed in `skipped`."""
+    consumption, overlapping contracts, …) is left out and listed in `skipped`; one with
+    nothing to invoice (no fee, no consumption) gets no invoice. Both are picked up by a
+    later run once their data is there. Raises `BillingError` for a bad period, a period
+    that has not ended by `issued_on`, or an unreadable tariff catalog."""
     if not isinstance(period, str) or not _PERIOD.match(period):
         raise BillingError(f"period: must be YYYY-MM, got {period!r}")
     first, end = month_bounds(period)
@@ -126,7 +129,10 @@ def close_period(
         last_seq = int(row[0]) if row else 0
         existing = _scalar(conn, "SELECT count(*) FROM invoices WHERE period = %s"
                                  " AND kind = 'invoice'", (period,))
-        catalog = _CachedCatalog(load_catalog(conn))
+        try:
+            catalog = _CachedCatalog(load_catalog(conn))
+        except RatingError as exc:
+            raise BillingError(f"tariff catalog: {exc}") from exc
         contracts = _load_contracts(conn, args)
         skipped = {k: v for k, v in _overlapping(conn, args).items() if k in contracts}
         consumption = _load_consumption(conn, args, _price_breaks(catalog, contracts, first, end))
@@ -135,10 +141,13 @@ def close_period(
             if customer_id in skipped:
                 continue
             try:
-                drafts.append(compute_invoice(customer_id, period, contracts[customer_id],
-                                              consumption.get(customer_id, []), catalog))
+                draft = compute_invoice(customer_id, period, contracts[customer_id],
+                                        consumption.get(customer_id, []), catalog)
             except BillingError as exc:
                 skipped[customer_id] = str(exc)
+                continue
+            if draft.lines:  # a tariff without fees and no consumption: nothing to invoice
+                drafts.append(draft)
         if last_seq + len(drafts) > MAX_SEQ:
             raise BillingError(f"invoice numbers of {issued_on.year} would pass {MAX_SEQ}")
         if drafts:

@@ -331,3 +331,24 @@ def test_numbers_restart_in_the_year_of_issue(conn: psycopg.Connection) -> None:
     assert rows[0] == ("2027-000001", make_payment_reference(2027, 1))
     assert conn.execute("SELECT year, last_seq FROM invoice_counters ORDER BY 1").fetchall() \
         == [(2026, 3), (2027, 3)]
+
+
+def test_a_broken_tariff_document_stops_the_close_with_its_field(
+    conn: psycopg.Connection,
+) -> None:
+    add_tariffs(conn, [{"tariff_code": "EL-XX", "service": "electricity",
+                        "valid_from": "2026-01-01", "components": []}])
+    with pytest.raises(BillingError, match="tariff catalog: components: must be a non-empty"):
+        close_period(conn, "2026-03", issued_on=APRIL_1)
+
+
+def test_no_fee_and_no_consumption_means_no_invoice(conn: psycopg.Connection) -> None:
+    add_tariffs(conn, [{"tariff_code": "EL-E", "service": "electricity",
+                        "valid_from": "2024-01-01", "components": [
+                            {"code": "e", "kind": "energy", "registers": ["1.8.1"],
+                             "price": "0.1"}]}])
+    conn.execute("UPDATE contracts SET tariff_code = 'EL-E' WHERE contract_id = 'C2E'")
+    res = close_period(conn, "2026-03", issued_on=APRIL_1)
+    assert res.invoices_created == 2
+    assert conn.execute("SELECT count(*) FROM invoices WHERE customer_id = '100002'"
+                        ).fetchone() == (0,)
