@@ -246,3 +246,37 @@ def test_timescale_statements_parse_with_the_postgresql_parser() -> None:
         "CREATE OR REPLACE VIEW consumption_monthly AS",
     ):
         assert needle in text, needle
+
+
+def test_consumption_dashboard_queries_run_as_the_reader_role(conn: psycopg.Connection) -> None:
+    """Grafana's SQL (macros filled in as Grafana does) works with the reader's grants."""
+    board = json.loads(
+        (
+            Path(__file__).resolve().parents[2] / "infra/grafana/dashboards/consumption.json"
+        ).read_text()
+    )
+    role = f"reader_{uuid.uuid4().hex[:8]}"
+    conn.execute(f'CREATE ROLE "{role}" NOLOGIN')
+    conn.commit()
+    results: dict[str, list[tuple[Any, ...]]] = {}
+    try:
+        with conn.transaction():
+            grant_readers(conn.cursor(), role)
+            conn.execute(f'SET LOCAL ROLE "{role}"')
+            for panel in board["panels"]:
+                sql = panel["targets"][0]["rawSql"]
+                sql = sql.replace("$__timeFrom()", "'2026-03-01T00:00:00Z'")
+                sql = sql.replace("$__timeTo()", "'2026-04-30T22:00:00Z'")
+                results[panel["title"]] = conn.execute(sql).fetchall()
+    finally:
+        conn.rollback()
+        conn.execute(f'DROP OWNED BY "{role}"')
+        conn.execute(f'DROP ROLE "{role}"')
+        conn.commit()
+    monthly = results["Electricity per month (kWh)"]
+    assert [(t.astimezone(UTC).isoformat(), m, float(v)) for t, m, v in monthly] == [
+        ("2026-02-28T23:00:00+00:00", "electricity", 2.0),
+        ("2026-03-31T22:00:00+00:00", "electricity", 2.0),
+    ]
+    daily = results["Water per day (m³)"]
+    assert round(sum(float(v) for _, _, v in daily), 3) == 2.0
