@@ -22,10 +22,15 @@ from schemas import SchemaError
 TOPIC = "meter.reads.v1"
 SOURCES = frozenset({"amr", "manual", "self", "estimate"})
 UNITS = frozenset({"kWh", "kvarh", "kW", "m3"})
-_REGISTER = re.compile(r"^[0-9]{1,3}(\.[0-9]{1,3}){1,3}$")
-_METER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
+_REGISTER = re.compile(r"[0-9]{1,3}(\.[0-9]{1,3}){1,3}")
+_METER_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}")
+_RFC3339 = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]{1,9})?)?"
+    r"(Z|[+-][0-9]{2}:[0-5][0-9])",
+    re.IGNORECASE,
+)
 MAX_VALUE_MILLI = 10**15  # a register of 12 digits with three decimals
-_PLAIN_DECIMAL = re.compile(r"^([0-9]{1,15})(?:\.([0-9]{1,3}))?$")
+_PLAIN_DECIMAL = re.compile(r"0*([0-9]{1,12})(?:\.([0-9]{1,3})0*)?")
 
 
 def _value_milli(value: int | float | str) -> int:
@@ -33,10 +38,11 @@ def _value_milli(value: int | float | str) -> int:
     if isinstance(value, int):
         return value * 1000
     if isinstance(value, str):
-        m = _PLAIN_DECIMAL.match(value)
-        if m:
-            frac = m.group(2) or ""
-            return int(m.group(1)) * 1000 + int(frac.ljust(3, "0") or 0)
+        m = _PLAIN_DECIMAL.fullmatch(value)
+        if m is None:
+            raise ValueError("must be a plain decimal such as 1234.567 (at most 3 decimals)")
+        frac = m.group(2) or ""
+        return int(m.group(1)) * 1000 + int(frac.ljust(3, "0") or 0)
     return parse_quantity_milli(value)
 
 
@@ -55,16 +61,18 @@ def decode_read(obj: Any) -> MeterRead:
     if not isinstance(obj, dict):
         raise SchemaError("read: must be a JSON object")
     meter_id = obj.get("meter_id")
-    if not isinstance(meter_id, str) or not _METER_ID.match(meter_id):
+    if not isinstance(meter_id, str) or not _METER_ID.fullmatch(meter_id):
         raise SchemaError("meter_id: must be 1–64 letters, digits, '.', '_' or '-'")
     register = obj.get("register")
-    if not isinstance(register, str) or not _REGISTER.match(register):
+    if not isinstance(register, str) or not _REGISTER.fullmatch(register):
         raise SchemaError("register: must be an OBIS code such as 1.8.1 or 8.0")
     read_at = obj.get("read_at")
-    if not isinstance(read_at, str):
-        raise SchemaError("read_at: must be an RFC 3339 timestamp string")
+    if not isinstance(read_at, str) or not _RFC3339.fullmatch(read_at):
+        raise SchemaError(
+            "read_at: must be an RFC 3339 timestamp with offset, e.g. 2026-03-01T00:00:00+01:00"
+        )
     try:
-        ts = datetime.fromisoformat(read_at)
+        ts = datetime.fromisoformat(read_at.upper())
     except ValueError as exc:
         raise SchemaError(f"read_at: not an RFC 3339 timestamp: {read_at[:40]!r}") from exc
     if ts.tzinfo is None:
@@ -81,11 +89,14 @@ def decode_read(obj: Any) -> MeterRead:
     if value_milli >= MAX_VALUE_MILLI:
         raise SchemaError("value: too large for any register")
     unit = obj.get("unit")
-    if unit not in UNITS:
+    if not isinstance(unit, str) or unit not in UNITS:
         raise SchemaError(f"unit: must be one of {', '.join(sorted(UNITS))}")
     source = obj.get("source", "amr")
-    if source not in SOURCES:
+    if not isinstance(source, str) or source not in SOURCES:
         raise SchemaError(f"source: must be one of {', '.join(sorted(SOURCES))}")
+    gateway = obj.get("gateway_id")
+    if gateway is not None and not isinstance(gateway, str):
+        raise SchemaError("gateway_id: must be a string")
     return MeterRead(meter_id, register, int(ts.timestamp()), value_milli, unit, source)
 
 

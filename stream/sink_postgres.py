@@ -1,13 +1,13 @@
 """The one PostgreSQL sink: COPY into staging tables, then INSERT … ON CONFLICT DO NOTHING.
 
-Everything a batch changes — reads, rejected reads, rated day pieces, the daily rollup,
+Everything a batch changes — reads, rejected reads, rated intervals, the daily rollup,
 per-register state (and, on Kafka, the consumed offsets) — is written in the caller's
 transaction, so a redelivered batch changes nothing.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -17,10 +17,14 @@ _STAGING = """
 CREATE TEMP TABLE IF NOT EXISTS stage_readings (
     meter_id text, register text, read_at bigint, value_milli bigint, unit text, source text
 ) ON COMMIT DELETE ROWS;
-CREATE TEMP TABLE IF NOT EXISTS stage_pieces (
+CREATE TEMP TABLE IF NOT EXISTS stage_intervals (
     meter_id text, register text, start_at bigint, end_at bigint, day_index integer,
     metering_point_id text, service text, tariff_code text, quantity_milli bigint,
     price_micro bigint, amount_nano bigint
+) ON COMMIT DELETE ROWS;
+CREATE TEMP TABLE IF NOT EXISTS stage_daily (
+    metering_point_id text, service text, register text, day_index integer,
+    quantity_milli bigint, amount_nano bigint, pieces integer
 ) ON COMMIT DELETE ROWS;
 CREATE TEMP TABLE IF NOT EXISTS stage_state (
     meter_id text, register text, last_read_at bigint, last_value_milli bigint
@@ -34,22 +38,23 @@ FROM stage_readings
 ON CONFLICT DO NOTHING
 """
 
-_INSERT_PIECES = """
-WITH inserted AS (
-    INSERT INTO consumption_intervals (meter_id, register, start_at, end_at, local_day,
-        metering_point_id, service, tariff_code, quantity_milli, price_micro, amount_nano)
-    SELECT meter_id, register, to_timestamp(start_at), to_timestamp(end_at),
-           DATE '2000-01-01' + day_index, metering_point_id, service, tariff_code,
-           quantity_milli, price_micro, amount_nano
-    FROM stage_pieces
-    ON CONFLICT DO NOTHING
-    RETURNING metering_point_id, service, register, local_day, quantity_milli, amount_nano
-)
+_INSERT_INTERVALS = """
+INSERT INTO consumption_intervals (meter_id, register, start_at, end_at, local_day,
+    metering_point_id, service, tariff_code, quantity_milli, price_micro, amount_nano)
+SELECT meter_id, register, to_timestamp(start_at), to_timestamp(end_at),
+       DATE '2000-01-01' + day_index, metering_point_id, service, tariff_code,
+       quantity_milli, price_micro, amount_nano
+FROM stage_intervals
+ON CONFLICT DO NOTHING
+RETURNING meter_id, register, extract(epoch FROM end_at)::bigint
+"""
+
+_UPSERT_DAILY = """
 INSERT INTO daily_consumption AS d (metering_point_id, service, register, local_day,
                                     quantity_milli, amount_nano, pieces)
-SELECT metering_point_id, service, register, local_day, sum(quantity_milli), sum(amount_nano),
-       count(*)
-FROM inserted GROUP BY metering_point_id, service, register, local_day
+SELECT metering_point_id, service, register, DATE '2000-01-01' + day_index, quantity_milli,
+       amount_nano, pieces
+FROM stage_daily
 ON CONFLICT (metering_point_id, service, register, local_day) DO UPDATE
 SET quantity_milli = d.quantity_milli + excluded.quantity_milli,
     amount_nano = d.amount_nano + excluded.amount_nano,
@@ -78,6 +83,9 @@ SET next_offset = greatest(stream_offsets.next_offset, excluded.next_offset), up
 """
 
 
+DailyRows = Callable[[Collection[tuple[str, str, int]] | None], Sequence[Sequence[object]]]
+
+
 @dataclass(frozen=True)
 class ConsumedOffset:
     """The next offset to consume of one partition, stored with the batch it produced."""
@@ -98,7 +106,10 @@ class RejectedRow:
 
 
 def ensure_staging(conn: psycopg.Connection) -> None:
+    """Create the session's staging tables once, and empty them: several batches may share
+    one transaction (a file import), and ON COMMIT DELETE ROWS only empties them at commit."""
     conn.execute(_STAGING)
+    conn.execute("TRUNCATE stage_readings, stage_intervals, stage_daily, stage_state")
 
 
 def _copy(
@@ -115,7 +126,8 @@ def write_batch(
     received_at: int,
     channel: str,
     readings: Sequence[Sequence[object]],
-    pieces: Sequence[Sequence[object]],
+    intervals: Sequence[Sequence[object]] = (),
+    daily_rows: DailyRows | None = None,
     state: Sequence[Sequence[object]],
     rejected: Sequence[RejectedRow],
     offsets: Sequence[ConsumedOffset] = (),
@@ -131,15 +143,28 @@ def write_batch(
             readings,
         )
         stored = conn.execute(_INSERT_READINGS, (received_at,)).rowcount
-    if pieces:
+    if intervals:
         _copy(
             conn,
-            "stage_pieces",
+            "stage_intervals",
             "meter_id, register, start_at, end_at, day_index, metering_point_id, service, "
             "tariff_code, quantity_milli, price_micro, amount_nano",
-            pieces,
+            intervals,
         )
-        conn.execute(_INSERT_PIECES)
+        inserted = conn.execute(_INSERT_INTERVALS).fetchall()
+        if daily_rows is not None:
+            # normally every staged interval is new; after a redelivery only some are
+            keys = None if len(inserted) == len(intervals) else {tuple(k) for k in inserted}
+            rows = daily_rows(keys)
+            if rows:
+                _copy(
+                    conn,
+                    "stage_daily",
+                    "metering_point_id, service, register, day_index, quantity_milli, "
+                    "amount_nano, pieces",
+                    rows,
+                )
+                conn.execute(_UPSERT_DAILY)
     if state:
         _copy(conn, "stage_state", "meter_id, register, last_read_at, last_value_milli", state)
         conn.execute(_UPSERT_STATE)

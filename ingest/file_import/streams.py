@@ -17,10 +17,6 @@ from ingest.file_import.report import ImportReport
 from rating.catalog import Catalog
 
 CHUNK = 5000
-# The sink stages each batch in temp tables that empty only at commit; an import runs many
-# batches in one transaction, so it empties them between batches (else every batch would
-# re-process all earlier ones).
-_STAGING = ("stage_readings", "stage_pieces", "stage_state")
 _OUTCOME = {"accepted": "created", "duplicate": "unchanged"}
 
 
@@ -59,7 +55,6 @@ def load_readings(
         result = process_reads(
             conn, [records[i] for i in idx], channel=channel, now=now, catalog=catalog
         )
-        _empty_staging(conn)
         for i, outcome in zip(idx, result.outcomes, strict=True):
             if outcome.status == "rejected":
                 reason = outcome.reason or "rejected"
@@ -69,16 +64,6 @@ def load_readings(
                 report.reject("readings", i, _read_key(records[i]), reason)
             else:
                 report.count("readings", _OUTCOME[outcome.status])
-
-
-def _empty_staging(conn: psycopg.Connection) -> None:
-    row = conn.execute(
-        "SELECT array_agg(quote_ident(relname)) FROM pg_class WHERE relpersistence = 't'"
-        " AND relname = ANY(%s) AND pg_table_is_visible(oid)",
-        (list(_STAGING),),
-    ).fetchone()
-    if row and row[0]:
-        conn.execute(f"TRUNCATE {', '.join(row[0])}")
 
 
 def load_payments(

@@ -65,16 +65,21 @@ def test_good_reads_make_intervals_split_at_local_midnight(conn: psycopg.Connect
             now=NOW,
         )
     assert [o.status for o in res.outcomes] == ["accepted", "accepted"]
+    interval = conn.execute(
+        "SELECT local_day, quantity_milli, price_micro, amount_nano FROM consumption_intervals"
+    ).fetchall()
+    # one interval of 30.5 kWh at 0.1578 KM/kWh, its local day = the day it ends in
+    assert [(str(r[0]), r[1], r[2], r[3]) for r in interval] == [
+        ("2026-03-03", 30500, 157800, 30500 * 157800)
+    ]
     rows = conn.execute(
-        "SELECT local_day, quantity_milli, price_micro FROM consumption_intervals ORDER BY 1"
+        "SELECT local_day, quantity_milli, amount_nano, pieces FROM daily_consumption ORDER BY 1"
     ).fetchall()
     assert [str(r[0]) for r in rows] == ["2026-03-01", "2026-03-02", "2026-03-03"]
-    assert sum(r[1] for r in rows) == 30500
-    assert {r[2] for r in rows} == {157800}
     # 60 h interval: 24/60, 24/60, 12/60 of 30.5 kWh
     assert [r[1] for r in rows] == [12200, 12200, 6100]
-    daily = conn.execute("SELECT sum(quantity_milli) FROM daily_consumption").fetchone()
-    assert daily == (30500,)
+    assert [r[2] for r in rows] == [q * 157800 for q in (12200, 12200, 6100)]
+    assert [r[3] for r in rows] == [1, 1, 1]
 
 
 def test_bad_reads_rejected_with_reasons_good_kept(conn: psycopg.Connection) -> None:
@@ -105,7 +110,7 @@ def test_bad_reads_rejected_with_reasons_good_kept(conn: psycopg.Connection) -> 
     assert statuses[3] == ("rejected", "register went backwards without a rollover")
     assert statuses[4] == ("duplicate", None)
     assert statuses[5] == ("rejected", "conflicts with an accepted read at the same instant")
-    assert statuses[6][1].startswith("read_at: must carry a UTC offset")
+    assert statuses[6][1].startswith("read_at: must be an RFC 3339 timestamp with offset")
     assert statuses[7][0] == "rejected"
     assert conn.execute("SELECT count(*) FROM rejected_reads").fetchone() == (6,)
     assert conn.execute("SELECT count(*) FROM readings").fetchone() == (2,)

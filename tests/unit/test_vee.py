@@ -59,7 +59,7 @@ def test_decode_read_value_forms_agree() -> None:
     from rating.money import parse_quantity_milli
     from schemas.meter_reads import _value_milli
 
-    @given(st.integers(0, 10**14), st.integers(0, 999), st.integers(0, 3))
+    @given(st.integers(0, 10**12 - 1), st.integers(0, 999), st.integers(0, 3))
     def check(whole: int, frac: int, places: int) -> None:
         text = f"{whole}" if places == 0 else f"{whole}.{str(frac).zfill(3)[:places]}"
         assert _value_milli(text) == parse_quantity_milli(text)
