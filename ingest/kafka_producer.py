@@ -105,6 +105,7 @@ class ReadProducer:
             "client.id": client_id,
             "message.timeout.ms": int(delivery_timeout_s * 1000),
             "error_cb": self._on_error,
+            "logger": log,  # librdkafka's own log lines go through logging, not stderr
             **(config or {}),
         }
         self._producer = Producer(conf)
@@ -197,6 +198,18 @@ class ReadProducer:
     def flush(self, timeout: float = 10.0) -> int:
         """Wait for outstanding records; returns how many are still not delivered."""
         return int(self._producer.flush(timeout))
+
+    def close(self, timeout: float = 10.0) -> int:
+        """Flush up to ``timeout`` s, purge the rest (their callbacks report failure), close.
+
+        Returns how many records were left undelivered.
+        """
+        left = self.flush(timeout)
+        if left:
+            self._producer.purge()
+            self._producer.poll(0)
+        self._producer.close()
+        return left
 
     def __len__(self) -> int:
         return len(self._producer)

@@ -143,6 +143,7 @@ class MqttGateway:
     ) -> None:
         if settings.mqtt_password is None:
             raise IngestError("BILLING_MQTT_PASSWORD: the gateway needs the MQTT password")
+        self._owns_producer = producer is None
         if producer is None:
             if not settings.kafka_bootstrap:
                 raise IngestError("BILLING_KAFKA_BOOTSTRAP: the gateway needs Kafka")
@@ -311,6 +312,8 @@ class MqttGateway:
                 )
                 stop.wait(backoff)
                 backoff = min(backoff * 2, self.backoff_s[1])
+        if self._owns_producer:
+            self.producer.close(flush_timeout_s)
         log.info("gateway stopped: %s", self.stats)
 
 
