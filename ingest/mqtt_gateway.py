@@ -1,19 +1,17 @@
-"""MQTT -> Kafka ingest gateway: QoS 1 end to end.
+"""MQTT -> Kafka ingest gateway, QoS 1 end to end.
 
-AMR gateways publish to ``amr/{gateway_id}/{meter_id}`` (the broker's ACL lets each
-gateway user write only below its own prefix, so the topic names the sender). Each
-message is one read object or a JSON array of them. Valid reads go to
-``meter.reads.v1`` keyed by meter id; a payload that is wrong in any way goes, with its
-original bytes and the reason, to the dead-letter topic, and the gateway keeps going.
+AMR gateways publish to ``amr/{gateway_id}/{meter_id}``; the broker's ACL lets each
+gateway user write only below its own prefix, so the topic names the sender. A message
+is one read object or a JSON array of them. Valid reads go to ``meter.reads.v1`` keyed
+by meter id; anything wrong goes to the dead-letter topic with the original bytes and
+the reason, and the gateway keeps going.
 
-The MQTT message is acknowledged (manual PUBACK) only after Kafka acknowledged every
-record produced from it, and PUBACKs are sent in the order the messages arrived, as
-MQTT requires. When a Kafka delivery fails the session is ended without that PUBACK and
-a new one is opened after a backoff: the broker redelivers what was not acknowledged
-(at least once; the sink downstream makes duplicates harmless). MQTT 5 is used because
-its Receive Maximum lets many unacknowledged messages be in flight (Mosquitto allows
-only 20 for MQTT 3.1.1 clients); the session is persistent (clean_start off, an expiry
-interval), so messages wait at the broker while the gateway restarts.
+A message is acknowledged (manual PUBACK, in arrival order as MQTT requires) only after
+Kafka acknowledged every record made from it. When a Kafka delivery fails the session
+ends without that PUBACK and a new one starts after a backoff, so the broker redelivers
+(at least once; the sink makes duplicates harmless). MQTT 5 because its Receive Maximum
+allows many unacknowledged messages in flight (Mosquitto allows 20 to MQTT 3.1.1
+clients); the session is persistent, so messages wait while the gateway restarts.
 """
 
 from __future__ import annotations
@@ -23,7 +21,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
@@ -42,13 +40,14 @@ from schemas.meter_reads import decode_read
 log = logging.getLogger(__name__)
 
 MAX_PAYLOAD = 1024 * 1024
+MAX_READ = 64 * 1024  # one read object; larger ones could not become a Kafka record
 _RECEIVED = READS_RECEIVED.labels(channel="mqtt")
 _DEAD = DEAD_LETTERS.labels(stage="gateway")
 
 
 @dataclass(frozen=True, slots=True)
 class Routed:
-    """What one MQTT message becomes: Kafka records and/or one dead letter."""
+    """What one MQTT message becomes: Kafka records and/or one dead letter (never neither)."""
 
     gateway_id: str
     records: list[tuple[str, bytes]]  # (meter_id, value) for meter.reads.v1
@@ -96,11 +95,13 @@ def route_message(topic: str, payload: bytes) -> Routed:
             bad.append(f"read[{i}].{exc}")
             continue
         if read.meter_id != meter_id:
-            bad.append(
-                f"read[{i}].meter_id: {read.meter_id!r} differs from the topic's meter {meter_id!r}"
-            )
+            bad.append(f"read[{i}].meter_id: {read.meter_id!r} differs from the topic's meter")
             continue
-        records.append((meter_id, orjson.dumps({**item, "gateway_id": gateway_id})))
+        value = orjson.dumps({**item, "gateway_id": gateway_id})
+        if len(value) > MAX_READ:
+            bad.append(f"read[{i}]: {len(value)} bytes, over {MAX_READ} for one read")
+            continue
+        records.append((meter_id, value))
     reason = None
     if bad:
         more = f" (+{len(bad) - 5} more)" if len(bad) > 5 else ""
@@ -117,7 +118,6 @@ class GatewayStats:
     acked: int = 0  # PUBACKs sent (after Kafka acknowledged)
     failed: int = 0  # messages whose Kafka delivery failed (left unacknowledged)
     sessions: int = 0  # successful MQTT connections
-    started: float = field(default_factory=time.monotonic)
 
 
 class _Pending:
@@ -170,24 +170,14 @@ class MqttGateway:
 
     # --- MQTT callbacks (paho's network thread) ---------------------------------
     def _on_connect(self, client: mqtt.Client, _u: Any, flags: Any, rc: Any, _p: Any) -> None:
+        where = f"{self.settings.mqtt_host}:{self.settings.mqtt_port}"
         if rc.is_failure:
-            log.error(
-                "mqtt: %s:%d refused the connection: %s",
-                self.settings.mqtt_host,
-                self.settings.mqtt_port,
-                rc,
-            )
+            log.error("mqtt: %s refused the connection: %s; retrying", where, rc)
             return
         with self._lock:
             self._pending.clear()
         self.stats.sessions += 1
-        log.info(
-            "mqtt: connected to %s:%d as %s (session present: %s)",
-            self.settings.mqtt_host,
-            self.settings.mqtt_port,
-            self.settings.mqtt_username,
-            flags.session_present,
-        )
+        log.info("mqtt: connected to %s (session present: %s)", where, flags.session_present)
         client.subscribe([(t, 1) for t in self.topics])
 
     def _on_subscribe(self, _c: mqtt.Client, _u: Any, _mid: int, codes: Any, _p: Any) -> None:
@@ -206,6 +196,13 @@ class MqttGateway:
             log.warning("mqtt: disconnected (%s); reconnecting with backoff", rc)
 
     def _on_message(self, _c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
+        try:
+            self._handle(msg)
+        except Exception:  # a bug must not kill paho's thread: no PUBACK, new session
+            log.exception("gateway: message %d on %s not handled", msg.mid, msg.topic)
+            self._resync = True
+
+    def _handle(self, msg: mqtt.MQTTMessage) -> None:
         payload = bytes(msg.payload)  # paho types it bytes | bytearray; it is bytes in practice
         routed = route_message(msg.topic, payload)
         entry = _Pending(msg.mid, msg.qos, int(bool(routed.records)) + int(bool(routed.reason)))
@@ -223,12 +220,9 @@ class MqttGateway:
             _DEAD.inc()
             log.info("dead letter from %s on %s: %s", routed.gateway_id, msg.topic, routed.reason)
             self.producer.produce_dead_letter(
-                payload,
-                source=routed.gateway_id,
-                reason=routed.reason,
-                topic=msg.topic,
+                payload, source=routed.gateway_id, reason=routed.reason, topic=msg.topic,
                 on_delivered=done,
-            )
+            )  # fmt: skip
 
     # --- Kafka delivery (whichever thread polls the producer) -------------------
     def _delivered(self, entry: _Pending, ok: bool, error: str | None) -> None:
@@ -237,11 +231,7 @@ class MqttGateway:
                 entry.failed = True
                 self.stats.failed += 1
                 if not self._resync:
-                    log.error(
-                        "kafka: delivery failed (%s); MQTT message %d left unacknowledged",
-                        error,
-                        entry.mid,
-                    )
+                    log.error("kafka: delivery failed (%s); no PUBACK for %d", error, entry.mid)
                 self._resync = True
                 return
             entry.remaining -= 1
@@ -256,10 +246,7 @@ class MqttGateway:
     def _connect(self) -> mqtt.Client:
         s = self.settings
         client = mqtt.Client(
-            mqtt.CallbackAPIVersion.VERSION2,
-            client_id=self.client_id,
-            protocol=mqtt.MQTTv5,
-            manual_ack=True,
+            mqtt.CallbackAPIVersion.VERSION2, self.client_id, protocol=mqtt.MQTTv5, manual_ack=True
         )
         assert s.mqtt_password is not None
         client.username_pw_set(s.mqtt_username, s.mqtt_password.get_secret_value())
@@ -305,11 +292,7 @@ class MqttGateway:
             if self.stats.acked > acked_before:
                 backoff = self.backoff_s[0]
             if self._resync and not stop.is_set():
-                log.warning(
-                    "gateway: new MQTT session in %.1f s; the broker will redeliver "
-                    "unacknowledged messages",
-                    backoff,
-                )
+                log.warning("gateway: new MQTT session (redelivery) in %.1f s", backoff)
                 stop.wait(backoff)
                 backoff = min(backoff * 2, self.backoff_s[1])
         if self._owns_producer:

@@ -24,6 +24,7 @@ from prometheus_client import REGISTRY
 from pydantic import SecretStr
 
 from app.settings import Settings
+from ingest import IngestError
 from ingest.kafka_producer import DLQ_ORIGINAL_MAX, ReadProducer
 from ingest.mqtt_gateway import MqttGateway
 from ingest.mqtt_publisher import MonthPlan, meter_ids, plan_messages, publish_month
@@ -286,3 +287,31 @@ def test_mqtt_ack_only_after_kafka_ack_and_redelivery_after_restart(
         time.sleep(1.5)
     again.producer.close()
     assert again.stats.messages == 0
+
+
+def test_produce_read_objects_blocks_until_kafka_acknowledged(kafka_bootstrap: str) -> None:
+    """The call HTTP ingest and `billing load` use when Kafka is configured."""
+    u = uuid.uuid4().hex[:8]
+    topic = f"test.reads.{u}"
+    objs = [
+        {"meter_id": f"E-{u}-{i % 3}", "register": "1.8.1", "unit": "kWh", "value": f"{i}.000",
+         "read_at": f"2026-03-01T00:{i:02d}:00Z"}
+        for i in range(30)
+    ]  # fmt: skip
+    producer = ReadProducer(kafka_bootstrap, topic=topic, dlq_topic=f"test.dlq.{u}", client_id=u)
+    assert producer.produce_read_objects(objs) == 30
+    assert len(producer) == 0  # nothing left in flight: the call waited for the acks
+    with pytest.raises(IngestError, match=r"read\[1\]\.meter_id"):
+        producer.produce_read_objects([objs[0], {"value": "1"}])  # nothing of it is sent
+    producer.close()
+    records = consume(kafka_bootstrap, topic, 30)
+    assert sorted(m.value() or b"" for m in records) == sorted(orjson.dumps(o) for o in objs)
+    assert all(m.key() == orjson.loads(m.value() or b"")["meter_id"].encode() for m in records)
+
+    dead = ReadProducer(
+        f"127.0.0.1:{dead_port()}", topic=topic, dlq_topic=f"test.dlq.{u}", client_id=u,
+        delivery_timeout_s=1.0,
+    )  # fmt: skip
+    with pytest.raises(IngestError, match="kafka: reads not stored"):
+        dead.produce_read_objects(objs[:2])
+    dead.close(0)

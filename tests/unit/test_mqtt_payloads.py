@@ -64,7 +64,11 @@ def test_array_of_reads_keeps_order() -> None:
         (orjson.dumps(read(register=181)), "read[0].register:"),
         (orjson.dumps(read(read_at="2026-03-01 00:15")), "read[0].read_at:"),
         (orjson.dumps(read(unit="MWh")), "read[0].unit:"),
-        (orjson.dumps(read(meter="E-100002")), "differs from the topic's meter 'E-100001'"),
+        (
+            orjson.dumps(read(meter="E-100002")),
+            "read[0].meter_id: 'E-100002' differs from the topic",
+        ),
+        (orjson.dumps(read(note="x" * 70_000)), "read[0]: 70"),
         (orjson.dumps([1, 2]), "read[0]: must be a JSON object"),
         (b"42", "payload: must be a read object or an array"),
         (b"null", "payload: must be a read object or an array"),
