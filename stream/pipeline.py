@@ -11,24 +11,20 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 import orjson
 import psycopg
 
 from rating.catalog import Catalog
-from rating.rater import energy_prices, rate_pieces
-from rating.split import split_at_local_midnight
 from schemas import SchemaError
 from schemas.meter_reads import MeterRead, decode_read
 from stream.directory import load_meters, lock_state
+from stream.rate import rate_intervals
 from stream.sink_postgres import ConsumedOffset, RejectedRow, write_batch
 from stream.vee import (
     ACCEPTED,
     CHECK_HISTORY,
     DUPLICATE,
     REJECTED,
-    Interval,
-    MeterInfo,
     validate_reads,
 )
 
@@ -111,7 +107,7 @@ def process_reads(
             outcomes[i] = ReadOutcome(REJECTED, why)
             rejected.append(_rejected_row(payloads[i], why))
 
-    pieces = _rated_pieces(verdict.intervals, meters, catalog or load_catalog(conn))
+    rated = rate_intervals(verdict.intervals, meters, catalog or load_catalog(conn))
     new_state = [
         (m, r, s.last_read_at, s.last_value_milli) for (m, r), s in verdict.new_state.items()
     ]
@@ -120,13 +116,14 @@ def process_reads(
         received_at=now,
         channel=channel,
         readings=stored_reads,
-        pieces=pieces,
+        intervals=rated.interval_rows() if rated else (),
+        daily_rows=rated.daily_rows if rated else None,
         state=new_state,
         rejected=rejected,
         offsets=offsets,
     )
     final = [o if o is not None else ReadOutcome(REJECTED, "not processed") for o in outcomes]
-    result = BatchResult(final, pieces=len(pieces))
+    result = BatchResult(final, pieces=len(rated.pieces.day) if rated else 0)
     for o in final:
         if o.status == ACCEPTED:
             result.accepted += 1
@@ -167,58 +164,6 @@ def _resolve_history(
         else:
             status[k] = REJECTED
             reason[k] = "conflicts with an accepted read at the same instant"
-
-
-def _rated_pieces(
-    intervals: Sequence[Interval], meters: dict[str, MeterInfo], catalog: Catalog
-) -> list[tuple[object, ...]]:
-    if not intervals:
-        return []
-    start = np.fromiter((iv.start_at for iv in intervals), np.int64, len(intervals))
-    end = np.fromiter((iv.end_at for iv in intervals), np.int64, len(intervals))
-    qty = np.fromiter((iv.quantity_milli for iv in intervals), np.int64, len(intervals))
-    p = split_at_local_midnight(start, end, qty)
-    src = p.source.tolist()
-    days = p.day.tolist()
-    tariffs: list[str | None] = []
-    registers: list[str] = []
-    cache: dict[tuple[str, int], str | None] = {}
-    for s, d in zip(src, days, strict=True):
-        iv = intervals[s]
-        registers.append(iv.register)
-        key = (iv.meter_id, d)
-        if key not in cache:
-            cache[key] = _tariff_on(meters[iv.meter_id], d)
-        tariffs.append(cache[key])
-    prices = energy_prices(catalog, tariffs, registers, p.day)
-    amounts = rate_pieces(p.quantity_milli, prices)
-    out: list[tuple[object, ...]] = []
-    for k, (s, d) in enumerate(zip(src, days, strict=True)):
-        iv = intervals[s]
-        meter = meters[iv.meter_id]
-        out.append(
-            (
-                iv.meter_id,
-                iv.register,
-                int(p.start_at[k]),
-                int(p.end_at[k]),
-                d,
-                meter.metering_point_id,
-                meter.service,
-                tariffs[k],
-                int(p.quantity_milli[k]),
-                int(prices[k]),
-                int(amounts[k]),
-            )
-        )
-    return out
-
-
-def _tariff_on(meter: MeterInfo, day: int) -> str | None:
-    for span in meter.contracts:
-        if span.first_day <= day < span.end_day:
-            return span.tariff_code
-    return None
 
 
 def _rejected_row(obj: Any, reason: str) -> RejectedRow:
