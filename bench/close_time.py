@@ -52,7 +52,7 @@ def main() -> None:
             t = time.perf_counter()
             res = close_period(conn, end, issued_on=nxt)
             closes.append(time.perf_counter() - t)
-            conn.execute("ROLLBACK")
+            conn.rollback()
             assert res.invoices_created == args.customers, res
     agg = sorted(aggregate)[len(aggregate) // 2]
     close = sorted(closes)[len(closes) // 2]
