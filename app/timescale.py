@@ -11,10 +11,12 @@ The API and the dashboards read ``consumption_hourly``, ``daily_consumption`` an
 - **Plain PostgreSQL**: the same two views, computed from ``consumption_intervals`` and
   from the sink-maintained ``daily_consumption``.
 
-An interval (start_at, end_at] counts in the hour, day and month in which it *ends*
-(a piece ending exactly at 14:00 belongs to 13:00–14:00; the sink already splits intervals
-at local midnight). TimescaleDB buckets are therefore shifted by one microsecond
-(``time_bucket(..., offset => 1 µs)``) and the views subtract it again.
+Hourly (and ``consumption_daily_cagg``): an interval (start_at, end_at] counts in the hour
+(local day) in which it *ends*: a piece ending exactly at 14:00 belongs to 13:00–14:00.
+TimescaleDB buckets are therefore shifted by one microsecond (``time_bucket(..., offset =>
+1 µs)``) and the hourly view subtracts it again. Monthly: the sum of ``daily_consumption``
+(the sink splits consumption at local midnight), so both modes give the same months
+(in TimescaleDB ``daily_consumption`` becomes a hypertable on ``local_day``).
 
 Columns of both views: metering_point_id, service, register, hour_start (timestamptz) or
 month (date, the 1st), quantity_milli, amount_nano, pieces (all bigint).
@@ -56,14 +58,15 @@ GROUP BY metering_point_id, service, register, 4""",
 ]
 
 
-def _cagg(name: str, bucket: str, refresh_from: str, every: str) -> list[str]:
+def _cagg(name: str, bucket: str, source: str, refresh_from: str, every: str) -> list[str]:
+    pieces = "sum(pieces)" if source == "daily_consumption" else "count(*)"
     return [
         f"""CREATE MATERIALIZED VIEW {name}
 WITH (timescaledb.continuous, timescaledb.materialized_only = false) AS
 SELECT {bucket} AS bucket, metering_point_id, service, register,
        sum(quantity_milli) AS quantity_milli, sum(amount_nano) AS amount_nano,
-       count(*) AS pieces
-FROM consumption_intervals
+       {pieces} AS pieces
+FROM {source}
 GROUP BY bucket, metering_point_id, service, register
 WITH NO DATA""",
         f"""SELECT add_continuous_aggregate_policy('{name}',
@@ -74,8 +77,7 @@ WITH NO DATA""",
 
 def _hypertable(table: str, time_column: str) -> list[str]:
     return [
-        f"""SELECT create_hypertable('{table}', '{time_column}', chunk_time_interval => {CHUNK},
-    migrate_data => true, if_not_exists => true)""",
+        _create_hypertable(table, time_column, CHUNK),
         f"""ALTER TABLE {table} SET (timescaledb.compress,
     timescaledb.compress_segmentby = 'meter_id, register',
     timescaledb.compress_orderby = '{time_column} DESC')""",
@@ -84,14 +86,22 @@ def _hypertable(table: str, time_column: str) -> list[str]:
     ]
 
 
+def _create_hypertable(table: str, time_column: str, chunk: str) -> str:
+    return f"""SELECT create_hypertable('{table}', '{time_column}', chunk_time_interval => {chunk},
+    migrate_data => true, if_not_exists => true)"""
+
+
 _US = "INTERVAL '1 microsecond'"
 
 TIMESCALE_SQL = [
     *_hypertable("readings", "read_at"),
     *_hypertable("consumption_intervals", "end_at"),
+    # the sink's daily rollup (local days, split at local midnight) feeds the monthly one
+    _create_hypertable("daily_consumption", "local_day", "INTERVAL '1 month'"),
     *_cagg(
         "consumption_hourly_cagg",
         f"time_bucket(INTERVAL '1 hour', end_at, {_US})",
+        "consumption_intervals",
         "INTERVAL '2 years'",
         "INTERVAL '15 minutes'",
     ),
@@ -100,12 +110,14 @@ TIMESCALE_SQL = [
     *_cagg(
         "consumption_daily_cagg",
         f"time_bucket(INTERVAL '1 day', end_at, '{LOCAL_TZ}', \"offset\" => {_US})",
+        "consumption_intervals",
         "INTERVAL '9 years'",
         "INTERVAL '1 hour'",
     ),
     *_cagg(
         "consumption_monthly_cagg",
-        f"time_bucket(INTERVAL '1 month', end_at, '{LOCAL_TZ}', \"offset\" => {_US})",
+        "time_bucket(INTERVAL '1 month', local_day)",
+        "daily_consumption",
         "INTERVAL '9 years'",
         "INTERVAL '1 hour'",
     ),
@@ -114,9 +126,8 @@ SELECT metering_point_id, service, register, bucket - {_US} AS hour_start,
        quantity_milli::bigint AS quantity_milli, amount_nano::bigint AS amount_nano,
        pieces::bigint AS pieces
 FROM consumption_hourly_cagg""",
-    f"""CREATE OR REPLACE VIEW consumption_monthly AS
-SELECT metering_point_id, service, register,
-       ((bucket - {_US}) AT TIME ZONE '{LOCAL_TZ}')::date AS month,
+    """CREATE OR REPLACE VIEW consumption_monthly AS
+SELECT metering_point_id, service, register, bucket AS month,
        quantity_milli::bigint AS quantity_milli, amount_nano::bigint AS amount_nano,
        pieces::bigint AS pieces
 FROM consumption_monthly_cagg""",

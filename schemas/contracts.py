@@ -8,6 +8,7 @@ Two rules that JSON Schema cannot express are checked here as well: a ledger ent
 """
 
 import json
+import math
 import re
 from collections.abc import Callable
 from decimal import Decimal
@@ -190,9 +191,25 @@ def validate(topic: str, obj: Any) -> None:
         _validator(topic)(obj)
     except fastjsonschema.JsonSchemaValueException as exc:
         raise SchemaError(_describe(exc)) from None
+    except (ArithmeticError, ValueError):  # multipleOf on NaN or ±inf (stdlib json allows them)
+        raise SchemaError(f"{_non_finite(obj, '$')}: must be a finite number") from None
     extra = _EXTRA_RULES.get(topic)
     if extra is not None:
         extra(obj)
+
+
+def _non_finite(obj: Any, path: str) -> str:
+    """Path of the first NaN or infinity in a decoded message."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return path
+    items = (
+        obj.items() if isinstance(obj, dict) else enumerate(obj) if isinstance(obj, list) else ()
+    )
+    for key, value in items:
+        found = _non_finite(value, f"{path}.{key}" if isinstance(key, str) else f"{path}[{key}]")
+        if found:
+            return found
+    return ""
 
 
 def _json_path(name: str) -> str:

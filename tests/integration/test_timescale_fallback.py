@@ -133,39 +133,40 @@ def test_hourly_view_counts_each_interval_in_the_hour_it_ends(conn: psycopg.Conn
 
 def test_monthly_view_splits_at_local_midnight_of_the_first(conn: psycopg.Connection) -> None:
     rows = conn.execute(
-        "SELECT month::text, service, quantity_milli, amount_nano, pieces"
+        "SELECT month::text, service, quantity_milli, amount_nano"
         " FROM consumption_monthly ORDER BY service, month"
     ).fetchall()
-    water = _one(
-        conn,
-        "SELECT sum(quantity_milli), sum(amount_nano), count(*) FROM consumption_intervals"
-        " WHERE service = 'water'",
-    )
+    water_amount = _one(
+        conn, "SELECT sum(amount_nano) FROM consumption_intervals WHERE service = 'water'"
+    )[0]
     assert rows == [
-        ("2026-03-01", "electricity", 2000, 2000 * 157800, 2),  # ends up to 00:00 on 1 April
-        ("2026-04-01", "electricity", 2000, 2000 * 126200, 2),
-        ("2026-03-01", "water", 2000, water[1], water[2]),
+        ("2026-03-01", "electricity", 2000, 2000 * 157800),  # ends up to 00:00 on 1 April
+        ("2026-04-01", "electricity", 2000, 2000 * 126200),
+        ("2026-03-01", "water", 2000, water_amount),
     ]
-    assert water[0] == 2000 and water[2] == 3  # 28 March, 29 March (split at midnight), 29 March
+    # W-HH: 1.068376 KM/m3 on every day
+    assert water_amount == 2000 * 1068376
 
 
-def test_views_agree_with_the_intervals_grouped_by_hand(conn: psycopg.Connection) -> None:
-    pieces = conn.execute(
-        "SELECT metering_point_id, service, register, end_at, local_day, quantity_milli,"
-        " amount_nano FROM consumption_intervals"
+def test_views_agree_with_their_sources_grouped_by_hand(conn: psycopg.Connection) -> None:
+    """Hourly from consumption_intervals (by end), monthly from daily_consumption."""
+    intervals = conn.execute(
+        "SELECT metering_point_id, service, register, end_at, quantity_milli, amount_nano"
+        " FROM consumption_intervals"
+    ).fetchall()
+    days = conn.execute(
+        "SELECT metering_point_id, service, register, local_day, quantity_milli, amount_nano,"
+        " pieces FROM daily_consumption"
     ).fetchall()
     hourly: dict[tuple[object, ...], list[int]] = defaultdict(lambda: [0, 0, 0])
-    monthly: dict[tuple[object, ...], list[int]] = defaultdict(lambda: [0, 0, 0])
-    for mp, service, register, end_at, day, qty, amount in pieces:
+    for mp, service, register, end_at, qty, amount in intervals:
         end = end_at.astimezone(UTC) - timedelta(microseconds=1)
-        hour = end.replace(minute=0, second=0, microsecond=0)
-        for acc, key in (
-            (hourly, (mp, service, register, hour)),
-            (monthly, (mp, service, register, day.replace(day=1))),
-        ):
-            acc[key][0] += qty
-            acc[key][1] += amount
-            acc[key][2] += 1
+        key = (mp, service, register, end.replace(minute=0, second=0, microsecond=0))
+        hourly[key] = [hourly[key][0] + qty, hourly[key][1] + amount, hourly[key][2] + 1]
+    monthly: dict[tuple[object, ...], list[int]] = defaultdict(lambda: [0, 0, 0])
+    for mp, service, register, day, qty, amount, n in days:
+        key = (mp, service, register, day.replace(day=1))
+        monthly[key] = [monthly[key][0] + qty, monthly[key][1] + amount, monthly[key][2] + n]
     got_h = {
         (r[0], r[1], r[2], r[3].astimezone(UTC)): [r[4], r[5], r[6]]
         for r in conn.execute("SELECT * FROM consumption_hourly")
@@ -176,7 +177,7 @@ def test_views_agree_with_the_intervals_grouped_by_hand(conn: psycopg.Connection
     }
     assert got_h == dict(hourly)
     assert got_m == dict(monthly)
-    assert sum(v[0] for v in got_m.values()) == sum(p[5] for p in pieces) == 6000
+    assert sum(v[0] for v in got_m.values()) == sum(i[4] for i in intervals) == 6000
 
 
 def test_install_again_is_harmless(conn: psycopg.Connection) -> None:
@@ -235,6 +236,7 @@ def test_timescale_statements_parse_with_the_postgresql_parser() -> None:
     for needle in (
         "create_hypertable('readings', 'read_at'",
         "create_hypertable('consumption_intervals', 'end_at'",
+        "create_hypertable('daily_consumption', 'local_day'",
         "migrate_data => true",
         "CREATE MATERIALIZED VIEW consumption_hourly_cagg",
         "CREATE MATERIALIZED VIEW consumption_daily_cagg",
