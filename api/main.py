@@ -39,8 +39,12 @@ def create_app(
     pool: ConnectionPool,
     *,
     clock: Callable[[], datetime] | None = None,
+    read_producer: object | None = None,
 ) -> FastAPI:
-    """Build the application around an open pool; the caller owns (opens, closes) the pool."""
+    """Build the application around an open pool; the caller owns (opens, closes) the pool.
+
+    `read_producer` (an `ingest.kafka_producer.ReadProducer`) switches HTTP ingest to Kafka.
+    """
     app = FastAPI(
         title="Komunalno billing",
         version="0.1.0",
@@ -50,6 +54,7 @@ def create_app(
     app.state.settings = settings
     app.state.pool = pool
     app.state.clock = clock or system_clock
+    app.state.read_producer = read_producer
 
     app.include_router(health.router)
     app.include_router(portal.router)

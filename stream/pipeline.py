@@ -76,7 +76,7 @@ def process_reads(
             positions.append(i)
         except SchemaError as exc:
             outcomes[i] = ReadOutcome(REJECTED, str(exc))
-            rejected.append(_rejected_row(obj, str(exc)))
+            rejected.append(rejected_row(obj, str(exc)))
 
     meter_ids = {r.meter_id for r in reads}
     meters = load_meters(conn, meter_ids) if meter_ids else {}
@@ -105,7 +105,7 @@ def process_reads(
         else:
             why = verdict.reason[k] or "rejected"
             outcomes[i] = ReadOutcome(REJECTED, why)
-            rejected.append(_rejected_row(payloads[i], why))
+            rejected.append(rejected_row(payloads[i], why))
 
     rated = rate_intervals(verdict.intervals, meters, catalog or load_catalog(conn))
     new_state = [
@@ -166,7 +166,8 @@ def _resolve_history(
             reason[k] = "conflicts with an accepted read at the same instant"
 
 
-def _rejected_row(obj: Any, reason: str) -> RejectedRow:
+def rejected_row(obj: Any, reason: str) -> RejectedRow:
+    """The row kept in rejected_reads for an input that was refused (original JSON kept)."""
     try:
         payload = orjson.dumps(obj).decode()
     except TypeError:
