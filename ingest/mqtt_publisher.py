@@ -46,6 +46,10 @@ class MonthPlan:
     garbage_share: float = 0.0  # an extra bad message after this share of messages
     late_by: int | None = None  # messages later; default: three rounds of all meters
     meter_prefix: str = "SIM"
+    # Real meters instead of invented ones: gateway -> meter ids ("V-..." = water), and
+    # where each (meter, register) stands now (thousandths), so the reads continue it.
+    meters: Mapping[str, Sequence[str]] | None = None
+    start_milli: Mapping[tuple[str, str], int] | None = None
     seed: int = 7
 
 
@@ -83,7 +87,9 @@ class PublishResult:
 
 
 def meter_ids(gateway: str, plan: MonthPlan) -> list[str]:
-    """Every third meter is a water meter (V-), the others electricity (E-)."""
+    """The plan's meters, or invented ones: every third a water meter (V-), else E-."""
+    if plan.meters is not None:
+        return list(plan.meters.get(gateway, ()))
     return [
         f"{'V' if k % 3 == 2 else 'E'}-{plan.meter_prefix}-{gateway}-{k:05d}"
         for k in range(plan.meters_per_gateway)
@@ -91,7 +97,7 @@ def meter_ids(gateway: str, plan: MonthPlan) -> list[str]:
 
 
 def _registers(
-    meter: str, stamps: np.ndarray, rng: np.random.Generator
+    meter: str, stamps: np.ndarray, rng: np.random.Generator, plan: MonthPlan
 ) -> list[tuple[str, str, np.ndarray]]:
     """(register, unit, cumulative values in thousandths) for one meter."""
     step_h = (stamps[1] - stamps[0]) / 3600 if len(stamps) > 1 else 0.25
@@ -101,16 +107,20 @@ def _registers(
     noise = rng.lognormal(0.0, 0.25, len(stamps))
     if meter.startswith("V-"):
         use = rng.lognormal(np.log(15.0), 0.4) * step_h * _SHAPE[hour] * noise  # litres
-        start = int(rng.integers(0, 5_000_000))
+        start = _start(plan, meter, "8.0", int(rng.integers(0, 5_000_000)))
         return [("8.0", "m3", start + np.cumsum(np.floor(use)).astype(np.int64))]
     use = rng.lognormal(np.log(450.0), 0.5) * step_h * _SHAPE[hour] * noise  # Wh
     day = (hour >= 7) & (hour < 22) & ~sunday
     out = []
     for register, mask in (("1.8.1", day), ("1.8.2", ~day)):
-        start = int(rng.integers(0, 50_000_000))
+        start = _start(plan, meter, register, int(rng.integers(0, 50_000_000)))
         values = start + np.cumsum(np.floor(np.where(mask, use, 0.0))).astype(np.int64)
         out.append((register, "kWh", values))
     return out
+
+
+def _start(plan: MonthPlan, meter: str, register: str, default: int) -> int:
+    return (plan.start_milli or {}).get((meter, register), default)
 
 
 def _garbage(kind: str, gateway: str, meter: str, other: str, at: str) -> bytes:
@@ -135,7 +145,7 @@ def plan_messages(gateway: str, plan: MonthPlan) -> Iterator[Outgoing]:
     stamps = first + step * np.arange(n, dtype=np.int64)
     iso = [datetime.fromtimestamp(int(t), UTC).strftime("%Y-%m-%dT%H:%M:%SZ") for t in stamps]
     meters = meter_ids(gateway, plan)
-    regs = {m: _registers(m, stamps, rng) for m in meters}
+    regs = {m: _registers(m, stamps, rng, plan) for m in meters}
     late_by = plan.late_by if plan.late_by is not None else 3 * len(meters) + 1
     held: list[tuple[int, Outgoing]] = []
     sent = 0
@@ -224,7 +234,7 @@ def publish_month(
     ``credentials`` maps MQTT user (= gateway id) to password; ``max_rate`` caps the
     messages per second of each gateway.
     """
-    names = list(gateways or credentials)
+    names = list(gateways or plan.meters or credentials)
     parts = {gw: PublishResult() for gw in names}
     errors: list[BaseException] = []
 

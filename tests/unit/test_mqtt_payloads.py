@@ -9,9 +9,12 @@ from pathlib import Path
 
 import orjson
 import pytest
+from pydantic import SecretStr
 
+from app.settings import Settings
+from ingest import IngestError
 from ingest.kafka_producer import DLQ_ORIGINAL_MAX, dead_letter_record
-from ingest.mqtt_gateway import MAX_PAYLOAD, route_message
+from ingest.mqtt_gateway import MAX_PAYLOAD, MqttGateway, route_message
 from ingest.mqtt_publisher import (
     GARBAGE_KINDS,
     MonthPlan,
@@ -235,3 +238,28 @@ def test_load_credentials(tmp_path: Path) -> None:
         "BILLING_MQTT_PASSWORD_GW_002='b'\nBILLING_MQTT_PASSWORD_INGEST=c\n"
     )
     assert load_credentials(env) == ("127.0.0.1", 11883, {"gw-001": "a", "gw-002": "b"})
+
+
+def test_plan_with_real_meters_continues_their_registers() -> None:
+    plan = MonthPlan(
+        START, days=1, read_minutes=60, reads_per_message=24,
+        meters={"gw-002": ["E-100001", "V-100001"]},
+        start_milli={("E-100001", "1.8.1"): 5_000_000, ("V-100001", "8.0"): 123_456},
+    )  # fmt: skip
+    assert meter_ids("gw-002", plan) == ["E-100001", "V-100001"] and meter_ids("gw-001", plan) == []
+    msgs = list(plan_messages("gw-002", plan))
+    assert [m.topic for m in msgs] == ["amr/gw-002/E-100001", "amr/gw-002/V-100001"]
+    reads = [r for m in msgs for r in orjson.loads(m.payload)]
+    assert {(r["meter_id"], r["register"], r["unit"]) for r in reads} == {
+        ("E-100001", "1.8.1", "kWh"), ("E-100001", "1.8.2", "kWh"), ("V-100001", "8.0", "m3"),
+    }  # fmt: skip
+    day = [r["value"] for r in reads if r["register"] == "1.8.1"]
+    water = [r["value"] for r in reads if r["register"] == "8.0"]
+    assert 5000.0 <= float(day[0]) < 5010.0 and 123.456 <= float(water[0]) < 124.0
+
+
+def test_gateway_refuses_to_start_without_its_settings() -> None:
+    with pytest.raises(IngestError, match="BILLING_MQTT_PASSWORD"):
+        MqttGateway(Settings(mqtt_password=None, kafka_bootstrap="127.0.0.1:9"))
+    with pytest.raises(IngestError, match="BILLING_KAFKA_BOOTSTRAP"):
+        MqttGateway(Settings(mqtt_password=SecretStr("x"), kafka_bootstrap=None))
