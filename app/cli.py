@@ -58,6 +58,7 @@ def cmd_load(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_close(settings: Settings, args: argparse.Namespace) -> int:
     from app.bootstrap import bootstrap
+    from app.metrics import CLOSE_DURATION
     from billing import BillingError
     from billing.closer import close_period
     from rating.money import format_km
@@ -71,6 +72,7 @@ def cmd_close(settings: Settings, args: argparse.Namespace) -> int:
                 conn, args.period, issued_on=issued_on, payment_days=settings.payment_days
             )
             seconds = time.perf_counter() - started
+            CLOSE_DURATION.observe(seconds)
     except (BillingError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -82,6 +84,8 @@ def cmd_close(settings: Settings, args: argparse.Namespace) -> int:
         f"VAT {format_km(result.vat_fen)} KM, total {format_km(result.total_fen)} KM "
         f"({seconds:.2f} s)"
     )
+    for customer_id, reason in sorted(getattr(result, "skipped", {}).items()):
+        print(f"  skipped customer {customer_id}: {reason}")
     return 0
 
 

@@ -33,3 +33,4 @@ CLOSE_DURATION = Histogram(
     buckets=(0.1, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600),
 )
 LAST_INGEST = Gauge("billing_last_ingest_timestamp_seconds", "When reads were last stored")
+METER_ALERTS_OPEN = Gauge("billing_meter_alerts_open", "Open meter anomaly alerts", ["kind"])

@@ -6,12 +6,20 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 if [ "${BILLING_TEST_NO_INFRA:-0}" != "1" ]; then
-  if ! command -v mosquitto >/dev/null 2>&1 && [ ! -x /usr/sbin/mosquitto ]; then
+  # Debian's packages: the MQTT broker; docker-compose (validates the compose file, needs
+  # no engine) and prometheus (promtool checks the alert rules)
+  missing=()
+  command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || missing+=(mosquitto)
+  command -v docker-compose >/dev/null 2>&1 || missing+=(docker-compose)
+  command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
+  if [ ${#missing[@]} -gt 0 ]; then
     if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
-      echo "installing mosquitto from Debian's packages"
-      apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mosquitto >/dev/null
+      echo "installing from Debian's packages: ${missing[*]}"
+      apt-get update -qq
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+        "${missing[@]}" >/dev/null
     else
-      echo "mosquitto is missing: install it (apt-get install -y mosquitto)" >&2
+      echo "missing: ${missing[*]} (apt-get install -y ${missing[*]})" >&2
       exit 1
     fi
   fi
@@ -23,7 +31,9 @@ if [ "${BILLING_TEST_NO_INFRA:-0}" != "1" ]; then
   infra/kafka/kafka.sh start
   infra/mosquitto/mosquitto.sh start
   export BILLING_TEST_KAFKA_BOOTSTRAP="127.0.0.1:${BILLING_KAFKA_PORT:-19092}"
-  export BILLING_TEST_MQTT_CREDENTIALS="$PWD/${BILLING_VAR_DIR:-var}/mosquitto/credentials.env"
+  var_dir="${BILLING_VAR_DIR:-var}"
+  case "$var_dir" in /*) ;; *) var_dir="$PWD/$var_dir" ;; esac
+  export BILLING_TEST_MQTT_CREDENTIALS="$var_dir/mosquitto/credentials.env"
 fi
 
 set +e
