@@ -41,10 +41,19 @@ def vat_fen(net_fen: int, rate_percent: Decimal) -> int:
     return round_half_up_div(scaled, 100)
 
 
+_MAX_ADJUSTED = 18  # |exponent| bound: '1e999999' would take minutes to scale
+
+
+def _in_range(value: Decimal, text: object) -> Decimal:
+    if value.is_finite() and value and abs(value.adjusted()) > _MAX_ADJUSTED:
+        raise ValueError(f"out of range: {str(text)[:40]!r}")
+    return value
+
+
 def parse_price_micro(text: str | int | Decimal) -> int:
     """'0.1578' → 157800 micro-KM. Rejects more than six decimals rather than rounding."""
     try:
-        value = Decimal(str(text))
+        value = _in_range(Decimal(str(text)), text)
     except InvalidOperation as exc:
         raise ValueError(f"not a price: {text!r}") from exc
     if not value.is_finite():
@@ -60,7 +69,7 @@ def parse_quantity_milli(text: str | int | float | Decimal) -> int:
     if isinstance(text, bool):
         raise ValueError(f"not a quantity: {text!r}")
     try:
-        value = Decimal(str(text))
+        value = _in_range(Decimal(str(text)), text)
     except InvalidOperation as exc:
         raise ValueError(f"not a number: {text!r}") from exc
     if not value.is_finite():
@@ -74,7 +83,7 @@ def parse_quantity_milli(text: str | int | float | Decimal) -> int:
 def parse_amount_fen(text: str | int | Decimal) -> int:
     """'45.00' → 4500. Rejects more than two decimals."""
     try:
-        value = Decimal(str(text))
+        value = _in_range(Decimal(str(text)), text)
     except InvalidOperation as exc:
         raise ValueError(f"not an amount: {text!r}") from exc
     if not value.is_finite():

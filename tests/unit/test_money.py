@@ -67,3 +67,10 @@ def test_formatting() -> None:
 @given(st.integers(-(10**12), 10**12))
 def test_amount_roundtrip(fen: int) -> None:
     assert parse_amount_fen(format_km(fen)) == fen
+
+
+@pytest.mark.parametrize("bad", ["1e999990", "1e-999990", "-1E+40"])
+def test_huge_exponents_are_refused_at_once(bad: str) -> None:
+    for parse in (parse_quantity_milli, parse_price_micro, parse_amount_fen):
+        with pytest.raises(ValueError, match="out of range"):
+            parse(bad)
