@@ -160,6 +160,7 @@ write_config() {
   conf="$(cat "$TEMPLATE")"
   conf="${conf//@RUN_AS@/$RUN_AS}"
   conf="${conf//@PID_FILE@/$PID_FILE}"
+  conf="${conf//@STATE_DIR@/$STATE_DIR}"
   conf="${conf//@PORT@/$PORT}"
   conf="${conf//@BIND@/$BIND}"
   conf="${conf//@PASSWORD_FILE@/$PASSWD_FILE}"
