@@ -1,14 +1,14 @@
 """Dead letters of the Kafka worker: the original bytes, why they were refused, where from.
 
-One dead letter is one JSON object on topic ``meter.reads.dlq.v1`` (key = the original
-key)::
+One dead letter is one JSON object on topic ``meter.reads.dlq.v1`` (contract:
+``schemas/json/meter.reads.dlq.v1.schema.json``; key = the original key)::
 
-    {"reason": "not JSON: ...", "topic": "meter.reads.v1", "partition": 2, "offset": 41,
-     "key_b64": "RS0xMDAwMDE=", "value_b64": "...", "size": 17, "truncated": false,
-     "rejected_at": 1775001600}
+    {"original_b64": "...", "truncated": false, "original_size": 17, "source": "worker",
+     "kafka_topic": "meter.reads.v1", "kafka_partition": 2, "kafka_offset": 41,
+     "key_b64": "RS0xMDAwMDE=", "reason": "not JSON: ...", "received_at": "2026-04-01T00:00:00Z"}
 
-``value_b64`` holds the original value bytes exactly (base64), cut to ``MAX_KEPT_BYTES``
-for oversized messages (``truncated`` says so, ``size`` keeps the original length), so a
+``original_b64`` holds the original value bytes exactly (base64), cut to ``MAX_KEPT_BYTES``
+for oversized messages (``truncated`` says so, ``original_size`` keeps the length), so a
 dead letter always fits the broker's message limit. The producer is idempotent with
 ``acks=all`` and `send` waits for every delivery: the worker sends before it commits the
 batch to PostgreSQL, so a dead letter is never lost (it may repeat after a crash).
@@ -19,6 +19,7 @@ from __future__ import annotations
 import base64
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import orjson
 from confluent_kafka import KafkaError, Message, Producer
@@ -45,15 +46,16 @@ def encode_dead_letter(letter: DeadLetter, *, rejected_at: int) -> bytes:
     kept = value[:MAX_KEPT_BYTES]
     return orjson.dumps(
         {
-            "reason": letter.reason,
-            "topic": letter.topic,
-            "partition": letter.partition,
-            "offset": letter.offset,
-            "key_b64": None if letter.key is None else _b64(letter.key[:MAX_KEPT_BYTES]),
-            "value_b64": None if letter.value is None else _b64(kept),
-            "size": len(value),
+            "original_b64": _b64(kept),
             "truncated": len(kept) < len(value),
-            "rejected_at": rejected_at,
+            "original_size": len(value),
+            "source": "worker",
+            "kafka_topic": letter.topic,
+            "kafka_partition": letter.partition,
+            "kafka_offset": letter.offset,
+            "key_b64": None if letter.key is None else _b64(letter.key[:MAX_KEPT_BYTES]),
+            "reason": letter.reason[:2000],
+            "received_at": datetime.fromtimestamp(rejected_at, UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         }
     )
 
@@ -61,9 +63,9 @@ def encode_dead_letter(letter: DeadLetter, *, rejected_at: int) -> bytes:
 def decode_dead_letter(data: bytes) -> dict[str, object]:
     """The letter as a dict, with ``value``/``key`` restored to bytes (for tools and tests)."""
     obj = orjson.loads(data)
-    for field in ("key", "value"):
-        text = obj.get(f"{field}_b64")
-        obj[field] = None if text is None else base64.b64decode(text)
+    obj["value"] = base64.b64decode(obj["original_b64"])
+    key = obj.get("key_b64")
+    obj["key"] = None if key is None else base64.b64decode(key)
     return dict(obj)
 
 

@@ -31,6 +31,7 @@ from psycopg_pool import ConnectionPool
 
 from app.database import with_database
 from billing.closer import close_period
+from schemas.contracts import validate
 from stream.dead_letters import DeadLetterProducer, decode_dead_letter
 from stream.pipeline import process_reads
 from stream.worker import KafkaBatchStore
@@ -449,16 +450,22 @@ def test_poison_messages_go_to_the_dead_letters_and_the_partition_goes_on(
 
     letters = [decode_dead_letter(m.value())
                for m in consume_all(streams.bootstrap, streams.dlq, len(POISON))]
-    letters.sort(key=lambda lt: int(str(lt["offset"])))
+    letters.sort(key=lambda lt: int(str(lt["kafka_offset"])))
     poison_at = [(i, why, v) for i, (why, v) in enumerate(sent) if why != "ok"]
-    assert [(lt["partition"], lt["offset"]) for lt in letters] == [(2, i) for i, *_ in poison_at]
+    assert [(lt["kafka_partition"], lt["kafka_offset"]) for lt in letters] == [
+        (2, i) for i, *_ in poison_at
+    ]
     for letter, (_i, why, value) in zip(letters, poison_at, strict=True):
-        assert letter["topic"] == streams.reads and re.match(why, str(letter["reason"]))
+        assert letter["kafka_topic"] == streams.reads and re.match(why, str(letter["reason"]))
         if value is None or not letter["truncated"]:
-            assert letter["value"] == value and letter["size"] == len(value or b"")
+            assert letter["value"] == (value or b"")
+            assert letter["original_size"] == len(value or b"")
         else:  # oversized: the first 64 KiB are kept, the size says how much there was
             assert value.startswith(cast(bytes, letter["value"]))
-            assert letter["size"] == len(value)
+            assert letter["original_size"] == len(value)
+    for letter in letters:  # every dead letter follows the topic's contract
+        plain = {k: v for k, v in letter.items() if k not in ("key", "value")}
+        validate("meter.reads.dlq.v1", plain)
     # each poison message exactly once in the table too, with the same reason
     assert sorted(r for r, _p in rejected) == sorted(str(lt["reason"]) for lt in letters)
     assert metric(port, 'billing_dead_letters_total{stage="worker"}') == len(POISON)
@@ -498,4 +505,5 @@ def test_a_message_that_breaks_its_batch_is_dead_lettered_alone(
             ("processing failed: RuntimeError", BOOM.decode())]
     letters = [decode_dead_letter(m.value())
                for m in consume_all(streams.bootstrap, streams.dlq, 1)]
-    assert [(lt["partition"], lt["offset"], lt["value"]) for lt in letters] == [(1, 42, BOOM)]
+    found = [(lt["kafka_partition"], lt["kafka_offset"], lt["value"]) for lt in letters]
+    assert found == [(1, 42, BOOM)]

@@ -163,11 +163,6 @@ def test_gateway_dead_letters_follow_the_contract() -> None:
         validate("meter.reads.dlq.v1", doc)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="stream/dead_letters.py (worker) writes value_b64/topic/"
-    "partition/offset/rejected_at instead of the contract's fields",
-)
 def test_worker_dead_letters_follow_the_contract() -> None:
     pytest.importorskip("confluent_kafka")
     from stream.dead_letters import DeadLetter, encode_dead_letter
