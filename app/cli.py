@@ -44,9 +44,12 @@ def cmd_load(settings: Settings, args: argparse.Namespace) -> int:
     from ingest.file_import import import_file
 
     rt = bootstrap(settings, pool_size=1)
+    producer = _read_producer(settings)
     try:
         with rt.pool.connection() as conn:
-            report = import_file(conn, Path(args.file), now=int(_now().timestamp()))
+            report = import_file(
+                conn, Path(args.file), now=int(_now().timestamp()), read_producer=producer
+            )
     except IngestError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -15,7 +15,7 @@ from ingest.file_import.meters import load_meters
 from ingest.file_import.parties import CUSTOMERS, METERING_POINTS
 from ingest.file_import.report import SECTIONS, ImportReport
 from ingest.file_import.simple import load_rows
-from ingest.file_import.streams import load_payments, load_readings
+from ingest.file_import.streams import load_payments, load_readings, queue_readings
 from ingest.file_import.tariffs import load_tariffs
 
 
@@ -41,12 +41,19 @@ def check_document(doc: Any) -> dict[str, Sequence[Any]]:
 
 
 def import_document(
-    conn: psycopg.Connection, doc: Mapping[str, Any], *, now: int, channel: str = "file"
+    conn: psycopg.Connection,
+    doc: Mapping[str, Any],
+    *,
+    now: int,
+    channel: str = "file",
+    read_producer: Any | None = None,
 ) -> ImportReport:
     """Load one import document in one transaction; bad records are reported, not fatal.
 
     `now` (UTC epoch seconds) stamps received reads and bounds "read in the future".
     Raises IngestError, writing nothing, when the document itself is malformed.
+    With a `read_producer` (Kafka configured), the readings are sent to the reads topic
+    after the master data has committed, so the workers find their meters.
     """
     sections = check_document(doc)
     report = ImportReport()
@@ -59,12 +66,14 @@ def import_document(
         load_rows(conn, METERING_POINTS, sections["metering_points"], report)
         load_meters(conn, sections["meters"], report)
         load_contracts(conn, sections["contracts"], report, catalog)
-        if sections["readings"]:
+        if sections["readings"] and read_producer is None:
             load_readings(
                 conn, sections["readings"], report, now=now, channel=channel, catalog=catalog
             )
         if sections["payments"]:
             load_payments(conn, sections["payments"], report, channel=channel)
+    if read_producer is not None and sections["readings"]:
+        queue_readings(read_producer, sections["readings"], report)
     return report
 
 
@@ -79,6 +88,8 @@ def read_document(path: Path) -> Any:
         raise IngestError(f"{path.name}: not valid JSON: {exc}") from exc
 
 
-def import_file(conn: psycopg.Connection, path: Path, *, now: int) -> ImportReport:
+def import_file(
+    conn: psycopg.Connection, path: Path, *, now: int, read_producer: Any | None = None
+) -> ImportReport:
     """Read a JSON import file and load it (see `import_document`)."""
-    return import_document(conn, read_document(Path(path)), now=now)
+    return import_document(conn, read_document(Path(path)), now=now, read_producer=read_producer)
