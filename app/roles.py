@@ -1,0 +1,169 @@
+"""The long-running roles: `run` (everything in one process), `api`, `worker`, `gateway`."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import sys
+import threading
+
+from app.clock import now_utc
+from app.demo_load import load_demo
+from app.settings import Settings
+
+
+def _serve(app: object, settings: Settings) -> None:
+    import uvicorn
+
+    server = uvicorn.Server(
+        uvicorn.Config(app, host=settings.host, port=settings.port, log_level="warning")  # type: ignore[arg-type]
+    )
+    # Ctrl-C reaches the whole process group; uvicorn has already shut down by then
+    with contextlib.suppress(KeyboardInterrupt):
+        server.run()
+
+
+def read_producer(settings: Settings) -> object | None:
+    if not settings.kafka_bootstrap:
+        return None
+    from ingest.kafka_producer import ReadProducer
+
+    return ReadProducer(
+        settings.kafka_bootstrap,
+        topic=settings.kafka_reads_topic,
+        dlq_topic=settings.kafka_dlq_topic,
+        client_id="billing-api",
+    )
+
+
+def cmd_api(settings: Settings, args: argparse.Namespace) -> int:
+    """The API role alone (deployment): no demo data, no simulator."""
+    from api.main import create_app
+    from app.bootstrap import bootstrap
+
+    _apply_address(settings, args)
+    if settings.metrics_port:
+        from prometheus_client import start_http_server
+
+        start_http_server(settings.metrics_port)
+    rt = bootstrap(settings)
+    try:
+        _serve(create_app(settings, rt.pool, read_producer=read_producer(settings)), settings)
+    finally:
+        rt.close()
+    return 0
+
+
+def cmd_worker(settings: Settings, _args: argparse.Namespace) -> int:
+    """A Kafka → PostgreSQL worker (Faust); run as many as the topic has partitions."""
+    from stream.worker import run_worker
+
+    run_worker(settings)
+    return 0
+
+
+def cmd_gateway(settings: Settings, _args: argparse.Namespace) -> int:
+    """The MQTT → Kafka ingest gateway."""
+    import signal
+
+    from ingest.mqtt_gateway import run_gateway
+
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    run_gateway(settings, stop)
+    return 0
+
+
+def _apply_address(settings: Settings, args: argparse.Namespace) -> None:
+    if getattr(args, "host", None):
+        settings.host = args.host
+    if getattr(args, "port", None):
+        settings.port = args.port
+
+
+def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
+    """Everything in one command: database, demo data on first start, API and portal,
+    meter simulator; with BILLING_KAFKA_BOOTSTRAP also a Kafka worker (and the MQTT
+    gateway when BILLING_MQTT_PASSWORD is set), otherwise the in-process chain."""
+    import os
+    import subprocess
+
+    from api.main import create_app
+    from api.security import register_gateway
+    from app.bootstrap import bootstrap
+    from ingest.simulator import load_registers, run_simulator
+
+    _apply_address(settings, args)
+    rt = bootstrap(settings)
+    with rt.pool.connection() as conn:
+        empty = conn.execute("SELECT NOT EXISTS (SELECT 1 FROM customers)").fetchone()
+    if empty and empty[0]:
+        print(
+            f"empty database: loading demo data ({settings.demo_customers} customers, "
+            f"{settings.demo_months} months) …",
+            flush=True,
+        )
+        load_demo(
+            rt, customers=settings.demo_customers, months=settings.demo_months, end_period=None
+        )
+    stop = threading.Event()
+    children: list[subprocess.Popen[bytes]] = []
+    threads: list[threading.Thread] = []
+    if settings.kafka_bootstrap:
+        env = {**os.environ, "BILLING_DATABASE_URL": rt.database_url}
+        children.append(subprocess.Popen([sys.executable, "-m", "stream.worker"], env=env))
+        print(f"streaming on Kafka at {settings.kafka_bootstrap}: one worker started", flush=True)
+        if settings.mqtt_password:
+            from ingest.mqtt_gateway import run_gateway
+
+            threads.append(
+                threading.Thread(
+                    target=run_gateway, args=(settings, stop), name="mqtt-gateway", daemon=True
+                )
+            )
+    app = create_app(settings, rt.pool, read_producer=read_producer(settings))
+    if not args.no_simulator:
+        with rt.pool.connection() as conn:
+            token = register_gateway(conn, f"simulator-{int(now_utc().timestamp())}")
+            registers = load_registers(conn)
+        url = f"http://{settings.host}:{settings.port}/api/v1/readings"
+        threads.append(
+            threading.Thread(
+                target=run_simulator,
+                name="meter-simulator",
+                kwargs={
+                    "registers": registers,
+                    "url": url,
+                    "token": token,
+                    "interval_s": settings.simulator_interval_s,
+                    "read_every_s": settings.simulator_read_minutes * 60,
+                    "stop": stop,
+                },
+                daemon=True,
+            )
+        )
+        print(
+            f"meter simulator: {len(registers)} registers, "
+            f"one read each every {settings.simulator_read_minutes} min",
+            flush=True,
+        )
+    print(
+        f"Portal and API on http://{settings.host}:{settings.port}  "
+        f"(demo login: customer ID 100001, password demo)",
+        flush=True,
+    )
+    for t in threads:
+        t.start()
+    try:
+        _serve(app, settings)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(timeout=5)
+        for child in children:
+            child.terminate()
+            child.wait(timeout=30)
+        rt.close()
+        print("stopped; data kept in the database", flush=True)
+    return 0
