@@ -56,17 +56,18 @@ class MeterRead:
     source: str
 
 
-def decode_read(obj: Any) -> MeterRead:
-    """Validate one read object; raises SchemaError naming the field."""
-    if not isinstance(obj, dict):
-        raise SchemaError("read: must be a JSON object")
-    meter_id = obj.get("meter_id")
-    if not isinstance(meter_id, str) or not _METER_ID.fullmatch(meter_id):
-        raise SchemaError("meter_id: must be 1–64 letters, digits, '.', '_' or '-'")
-    register = obj.get("register")
-    if not isinstance(register, str) or not _REGISTER.fullmatch(register):
-        raise SchemaError("register: must be an OBIS code such as 1.8.1 or 8.0")
-    read_at = obj.get("read_at")
+# Memos of strings already found valid: a batch of AMR reads repeats the same read_at,
+# register and meter ids many times. Bounded: cleared when they grow past _MEMO_LIMIT.
+_MEMO_LIMIT = 200_000
+_valid_meter_ids: set[str] = set()
+_valid_registers: set[str] = set()
+_read_at_epoch: dict[str, int] = {}
+
+
+def _read_at(read_at: Any) -> int:
+    epoch = _read_at_epoch.get(read_at) if isinstance(read_at, str) else None
+    if epoch is not None:
+        return epoch
     if not isinstance(read_at, str) or not _RFC3339.fullmatch(read_at):
         raise SchemaError(
             "read_at: must be an RFC 3339 timestamp with offset, e.g. 2026-03-01T00:00:00+01:00"
@@ -77,7 +78,42 @@ def decode_read(obj: Any) -> MeterRead:
         raise SchemaError(f"read_at: not an RFC 3339 timestamp: {read_at[:40]!r}") from exc
     if ts.tzinfo is None:
         raise SchemaError("read_at: must carry a UTC offset (e.g. +01:00 or Z)")
-    value = obj.get("value")
+    if len(_read_at_epoch) > _MEMO_LIMIT:
+        _read_at_epoch.clear()
+    epoch = _read_at_epoch[read_at] = int(ts.timestamp())
+    return epoch
+
+
+def _checked(value: Any, valid: set[str], pattern: re.Pattern[str], message: str) -> str:
+    if isinstance(value, str) and value in valid:
+        return value
+    if not isinstance(value, str) or not pattern.fullmatch(value):
+        raise SchemaError(message)
+    if len(valid) > _MEMO_LIMIT:
+        valid.clear()
+    valid.add(value)
+    return value
+
+
+def decode_read(obj: Any) -> MeterRead:
+    """Validate one read object; raises SchemaError naming the field."""
+    if not isinstance(obj, dict):
+        raise SchemaError("read: must be a JSON object")
+    get = obj.get
+    meter_id = _checked(
+        get("meter_id"),
+        _valid_meter_ids,
+        _METER_ID,
+        "meter_id: must be 1–64 letters, digits, '.', '_' or '-'",
+    )
+    register = _checked(
+        get("register"),
+        _valid_registers,
+        _REGISTER,
+        "register: must be an OBIS code such as 1.8.1 or 8.0",
+    )
+    read_at = _read_at(get("read_at"))
+    value = get("value")
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
         raise SchemaError("value: must be a number or a decimal string")
     try:
@@ -88,16 +124,16 @@ def decode_read(obj: Any) -> MeterRead:
         raise SchemaError("value: a cumulative register value cannot be negative")
     if value_milli >= MAX_VALUE_MILLI:
         raise SchemaError("value: too large for any register")
-    unit = obj.get("unit")
+    unit = get("unit")
     if not isinstance(unit, str) or unit not in UNITS:
         raise SchemaError(f"unit: must be one of {', '.join(sorted(UNITS))}")
-    source = obj.get("source", "amr")
+    source = get("source", "amr")
     if not isinstance(source, str) or source not in SOURCES:
         raise SchemaError(f"source: must be one of {', '.join(sorted(SOURCES))}")
-    gateway = obj.get("gateway_id")
+    gateway = get("gateway_id")
     if gateway is not None and not isinstance(gateway, str):
         raise SchemaError("gateway_id: must be a string")
-    return MeterRead(meter_id, register, int(ts.timestamp()), value_milli, unit, source)
+    return MeterRead(meter_id, register, read_at, value_milli, unit, source)
 
 
 def encode_read(read: MeterRead) -> dict[str, Any]:
