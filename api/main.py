@@ -17,7 +17,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api import ApiError
-from api.routes import billing, health, portal, readings
+from api.routes import billing, health, pages, portal, readings
 from app.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -60,6 +60,7 @@ def create_app(
     app.include_router(portal.router)
     app.include_router(readings.router)
     app.include_router(billing.router)
+    pages.install(app)  # HTML portal pages and /static
 
     app.add_exception_handler(ApiError, _api_error)  # type: ignore[arg-type]
     app.add_exception_handler(StarletteHTTPException, _http_error)  # type: ignore[arg-type]
