@@ -9,7 +9,8 @@ Set-based: the consumption of the whole period is summed in SQL per contract, re
 *price bucket* — a run of days over which no tariff in use changes version or season — so
 the pure calculation receives a few rows per customer, each carrying its first day, and
 prices every day of the bucket correctly.
-Invoices, lines and VAT rows are written with COPY.
+Invoices, lines and VAT rows are written with COPY; each invoice is booked in the general
+ledger (`billing.ledger`) in the same transaction.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ import psycopg
 
 from billing import BillingError
 from billing.calculation import ContractInput, DailyConsumption, InvoiceDraft, compute_invoice
+from billing.ledger import Chart, InvoiceTotals, load_chart
+from billing.ledger_posting import post_invoices
 from billing.reference import make_payment_reference
 from rating import RatingError
 from rating.calendar import month_bounds
@@ -101,13 +104,15 @@ class CloseResult:
 
 
 def close_period(
-    conn: psycopg.Connection, period: str, *, issued_on: date, payment_days: int = 15
+    conn: psycopg.Connection, period: str, *, issued_on: date, payment_days: int = 15,
+    chart: Chart | None = None,
 ) -> CloseResult:
     """Invoice every customer with a contract active in `period` ('YYYY-MM') who has no
     invoice for it yet. A customer whose data cannot be invoiced (no price for a day's
     consumption, overlapping contracts, …) is left out and listed in `skipped`; one with
     nothing to invoice (no fee, no consumption) gets no invoice. Both are picked up by a
-    later run once their data is there. Raises `BillingError` for a bad period, a period
+    later run once their data is there. Every invoice is booked with `chart` (default: the
+    packaged chart of accounts). Raises `BillingError` for a bad period, a period
     that has not ended by `issued_on`, or an unreadable tariff catalog."""
     if not isinstance(period, str) or not _PERIOD.match(period):
         raise BillingError(f"period: must be YYYY-MM, got {period!r}")
@@ -154,6 +159,8 @@ def close_period(
             _write(conn, drafts, issued_on, payment_days, last_seq)
             conn.execute("UPDATE invoice_counters SET last_seq = %s WHERE year = %s",
                          (last_seq + len(drafts), issued_on.year))
+            post_invoices(conn, _ledger_totals(drafts, issued_on, last_seq),
+                          chart=chart or load_chart())
         unbilled = _scalar(conn, _UNBILLED, args)
     return CloseResult(
         period=period,
@@ -241,6 +248,18 @@ def _load_consumption(conn: psycopg.Connection, args: dict[str, object], breaks:
     out: dict[str, list[DailyConsumption]] = defaultdict(list)
     for customer_id, *rest in conn.execute(_CONSUMPTION, {**args, "breaks": breaks}):
         out[customer_id].append(DailyConsumption(*rest))
+    return out
+
+
+def _ledger_totals(drafts: list[InvoiceDraft], issued_on: date, last_seq: int
+                   ) -> list[InvoiceTotals]:
+    out = []
+    for seq, d in enumerate(drafts, start=last_seq + 1):
+        nets: dict[str, int] = defaultdict(int)
+        for ln in d.lines:
+            nets[ln.service] += ln.amount_fen
+        out.append(InvoiceTotals(f"{issued_on.year}-{seq:06d}", d.customer_id, issued_on,
+                                 dict(nets), d.vat_fen, d.total_fen))
     return out
 
 

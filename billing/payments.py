@@ -6,7 +6,8 @@ the customer code given with the payment is used. The bank's transaction id
 (``payment_id``) makes recording idempotent: the same payment again is a ``duplicate``;
 the same id with another amount, customer or date is refused, never posted twice.
 One outcome per input, in order; a bad payment never stops the good ones. The caller owns
-the transaction.
+the transaction. Each accepted payment is booked in the general ledger (`billing.ledger`)
+in that same transaction.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from typing import Any
 import psycopg
 
 from billing import BillingError
+from billing.ledger import Chart, PaymentFacts, load_chart
+from billing.ledger_posting import lock_counters, post_payments
 from billing.reference import make_payment_reference, parse_payment_reference
 from rating.money import format_km, parse_amount_fen
 
@@ -38,6 +41,7 @@ class PaymentOutcome:
     payment_id: str | None = None
     customer_id: str | None = None
     invoice_number: str | None = None  # the invoice its reference names, if any
+    conflict: bool = False  # rejected: the id is recorded with another amount/customer/date
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,9 +61,11 @@ class _Recorded:
 
 
 def record_payments(
-    conn: psycopg.Connection, payments: Sequence[Mapping[str, Any]], *, channel: str
+    conn: psycopg.Connection, payments: Sequence[Mapping[str, Any]], *, channel: str,
+    chart: Chart | None = None,
 ) -> list[PaymentOutcome]:
-    """Match and store payments; see the module docstring. Commits nothing."""
+    """Match and store payments and book the accepted ones with `chart` (default: the
+    packaged chart of accounts); see the module docstring. Commits nothing."""
     if not isinstance(channel, str) or not channel.strip():
         raise BillingError("channel: is required")
     outcomes: list[PaymentOutcome | None] = [None] * len(payments)
@@ -86,6 +92,8 @@ def record_payments(
             to_insert.append((i, p, customer_id, invoice_number))
         else:
             outcomes[i] = _against(p.payment_id, mine, prior, invoice_number)
+    if to_insert:  # the ledger's counters first: a fixed lock order between importers
+        lock_counters(conn, (t[1].paid_on.year for t in to_insert))
     inserted = _insert(conn, to_insert, channel)
     raced = [t for t in to_insert if t[1].payment_id not in inserted]
     now_recorded = _recorded(conn, [t[1].payment_id for t in raced]) if raced else {}
@@ -95,6 +103,11 @@ def record_payments(
         else:  # another transaction recorded the same id meanwhile
             mine = _Recorded(customer_id, p.paid_on, p.amount_fen)
             outcomes[i] = _against(p.payment_id, mine, now_recorded[p.payment_id], invoice_number)
+    post_payments(conn, [
+        PaymentFacts(p.payment_id, customer_id, p.paid_on, p.amount_fen, channel.strip(),
+                     invoice_number)
+        for _, p, customer_id, invoice_number in to_insert if p.payment_id in inserted
+    ], chart=chart or load_chart())
     return [o or PaymentOutcome(REJECTED, "not processed") for o in outcomes]
 
 
@@ -217,6 +230,7 @@ def _against(
         f"conflicts with recorded payment {payment_id} (customer {prior.customer_id}, "
         f"{format_km(prior.amount_fen)} KM on {prior.paid_on})",
         payment_id,
+        conflict=True,
     )
 
 

@@ -1,0 +1,178 @@
+"""Posting journal entries to PostgreSQL, in the caller's transaction.
+
+Entry numbers ``YYYY-NNNNNN`` (year of the entry date) have no gaps: the year's counter row
+is locked and advanced in the same transaction as the entries it numbers, like invoice
+numbers. A document (kind, source document) is booked once: posting it again books
+nothing and returns None for it. The database refuses, at commit, an entry that does not
+balance, and any change to a posted entry.
+
+Lock order, to stay free of deadlocks: journal counters by ascending year. A caller that
+writes other rows before posting (payments) takes the counters first (`lock_counters`).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from datetime import date
+
+import psycopg
+
+from billing.ledger import (
+    Chart,
+    EntryDraft,
+    InvoiceTotals,
+    LedgerError,
+    PaymentFacts,
+    check_entry,
+    entry_for_invoice,
+    entry_for_payment,
+)
+
+MAX_SEQ = 999_999
+
+_LOCK_COUNTER = """
+INSERT INTO journal_counters AS c (year, last_seq) VALUES (%s, 0)
+ON CONFLICT (year) DO UPDATE SET last_seq = c.last_seq
+RETURNING last_seq
+"""
+
+
+def entry_number(year: int, seq: int) -> str:
+    return f"{year}-{seq:06d}"
+
+
+def sync_chart(conn: psycopg.Connection, chart: Chart) -> None:
+    """Make the chart's accounts known to the database (journal lines reference them).
+    Only rows that differ are touched, so concurrent posters do not wait on each other."""
+    rows = [(a.account, a.name, a.kind) for a in chart.accounts.values()]
+    conn.execute(
+        """INSERT INTO ledger_accounts AS l (account, name, kind)
+           SELECT * FROM unnest(%s::text[], %s::text[], %s::text[])
+           ON CONFLICT (account) DO UPDATE SET name = excluded.name, kind = excluded.kind
+           WHERE (l.name, l.kind) IS DISTINCT FROM (excluded.name, excluded.kind)""",
+        tuple(list(col) for col in zip(*rows, strict=True)),
+    )
+
+
+def lock_counters(conn: psycopg.Connection, years: Iterable[int]) -> dict[int, int]:
+    """Lock the journal counters of `years` (ascending) until the transaction ends; return
+    each year's last sequence number."""
+    out = {}
+    for year in sorted(set(years)):
+        row = conn.execute(_LOCK_COUNTER, (year,)).fetchone()
+        out[year] = int(row[0]) if row else 0
+    return out
+
+
+def post_entries(
+    conn: psycopg.Connection, entries: Sequence[EntryDraft], *, chart: Chart
+) -> list[str | None]:
+    """Number and write `entries`; return each one's entry number, or None where that
+    document is already booked (or listed twice). Raises `LedgerError` before writing
+    anything if an entry is malformed. Commits nothing."""
+    for entry in entries:
+        check_entry(entry, chart)
+    if not entries:
+        return []
+    with conn.transaction():
+        sync_chart(conn, chart)
+        last = lock_counters(conn, (e.entry_date.year for e in entries))
+        booked = _already_booked(conn, entries)
+        numbers: list[str | None] = []
+        new: list[tuple[str, EntryDraft]] = []
+        for entry in entries:
+            key = (entry.kind, entry.source_document)
+            if key in booked:
+                numbers.append(None)
+                continue
+            booked.add(key)
+            year = entry.entry_date.year
+            last[year] += 1
+            if last[year] > MAX_SEQ:
+                raise LedgerError(f"journal entry numbers of {year} would pass {MAX_SEQ}")
+            number = entry_number(year, last[year])
+            numbers.append(number)
+            new.append((number, entry))
+        if new:
+            _write(conn, new)
+            conn.execute(
+                "UPDATE journal_counters c SET last_seq = v.seq FROM unnest(%s::int[], %s::int[])"
+                " AS v(year, seq) WHERE c.year = v.year",
+                (list(last), list(last.values())),
+            )
+    return numbers
+
+
+def post_invoices(conn: psycopg.Connection, invoices: Sequence[InvoiceTotals], *,
+                  chart: Chart) -> int:
+    """Book invoices (zero invoices book nothing); return how many entries were written."""
+    drafts = [d for d in (entry_for_invoice(i, chart=chart) for i in invoices) if d is not None]
+    return sum(n is not None for n in post_entries(conn, drafts, chart=chart))
+
+
+def post_payments(conn: psycopg.Connection, payments: Sequence[PaymentFacts], *,
+                  chart: Chart) -> int:
+    drafts = [entry_for_payment(p, chart=chart) for p in payments]
+    return sum(n is not None for n in post_entries(conn, drafts, chart=chart))
+
+
+def post_missing(conn: psycopg.Connection, *, chart: Chart) -> tuple[int, int]:
+    """Book every invoice and payment that has no entry yet (a database that had
+    documents before the ledger existed); return (invoice entries, payment entries)."""
+    nets: dict[str, dict[str, int]] = defaultdict(dict)
+    heads: dict[str, tuple[str, date, int, int]] = {}
+    for number, customer, issued_on, vat, total, service, net in conn.execute(
+        """SELECT i.invoice_number, i.customer_id, i.issued_on, i.vat_fen, i.total_fen,
+                  l.service, sum(l.amount_fen)::bigint
+           FROM invoices i JOIN invoice_lines l USING (invoice_number)
+           WHERE NOT EXISTS (SELECT 1 FROM journal_entries e
+                             WHERE e.kind = 'invoice' AND e.source_document = i.invoice_number)
+           GROUP BY i.invoice_number, l.service ORDER BY i.invoice_number, l.service"""
+    ):
+        heads[number] = (customer, issued_on, int(vat), int(total))
+        nets[number][service] = int(net)
+    invoices = [InvoiceTotals(n, c, d, nets[n], v, t) for n, (c, d, v, t) in heads.items()]
+    payments = [
+        PaymentFacts(pid, customer, paid_on, int(amount), channel)
+        for pid, customer, paid_on, amount, channel in conn.execute(
+            """SELECT payment_id, customer_id, paid_on, amount_fen, channel FROM payments p
+               WHERE NOT EXISTS (SELECT 1 FROM journal_entries e
+                                 WHERE e.kind = 'payment' AND e.source_document = p.payment_id)
+               ORDER BY paid_on, received_at, payment_id"""
+        )
+    ]
+    with conn.transaction():
+        return (post_invoices(conn, invoices, chart=chart),
+                post_payments(conn, payments, chart=chart))
+
+
+def _already_booked(conn: psycopg.Connection, entries: Sequence[EntryDraft]
+                    ) -> set[tuple[str, str]]:
+    rows = conn.execute(
+        """SELECT e.kind, e.source_document FROM journal_entries e
+           JOIN unnest(%s::text[], %s::text[]) AS d(kind, source_document)
+             USING (kind, source_document)""",
+        ([e.kind for e in entries], [e.source_document for e in entries]),
+    )
+    return {(k, s) for k, s in rows}
+
+
+def _write(conn: psycopg.Connection, new: list[tuple[str, EntryDraft]]) -> None:
+    with conn.cursor() as cur:
+        with cur.copy(
+            "COPY journal_entries (entry_number, year, seq, entry_date, kind, source_document,"
+            " description) FROM STDIN"
+        ) as copy:
+            for number, e in new:
+                year, seq = number.split("-")
+                copy.write_row((number, int(year), int(seq), e.entry_date, e.kind,
+                                e.source_document, e.description[:200]))
+        with cur.copy(
+            "COPY journal_lines (entry_number, line_no, account, customer_id, debit_fen,"
+            " credit_fen) FROM STDIN"
+        ) as copy:
+            for number, e in new:
+                for no, ln in enumerate(e.lines, start=1):
+                    copy.write_row((number, no, ln.account, ln.customer_id, ln.debit_fen,
+                                    ln.credit_fen))

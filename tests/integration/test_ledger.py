@@ -1,0 +1,239 @@
+"""The general ledger on a real PostgreSQL: the close and payments book entries in their own
+transaction; numbers without gaps; immutability; balance checked at commit; reports."""
+
+from __future__ import annotations
+
+import csv
+import io
+from datetime import date
+from typing import Any
+
+import psycopg
+import pytest
+
+from billing.closer import close_period
+from billing.ledger import EntryDraft, LedgerError, LineDraft, load_chart
+from billing.ledger_posting import post_entries, post_missing
+from billing.ledger_reports import (
+    CSV_FIELDS,
+    entry_messages,
+    export_csv,
+    general_ledger,
+    trial_balance,
+)
+from billing.payments import record_payments
+from schemas.contracts import LEDGER, validate
+from tests.integration.test_close import MARCH_READS, push, seed
+
+CHART = load_chart()
+APRIL_1 = date(2026, 4, 1)
+
+
+@pytest.fixture
+def conn(db_url: str):
+    with psycopg.connect(db_url) as c:
+        seed(c)
+        push(c, MARCH_READS)
+        close_period(c, "2026-03", issued_on=APRIL_1)
+        c.commit()
+        yield c
+
+
+def pay(payment_id: str, amount: str, paid_on: str = "2026-04-10", **extra: Any) -> dict[str, Any]:
+    return {"payment_id": payment_id, "paid_on": paid_on, "amount": amount, **extra}
+
+
+def entry_lines(conn: psycopg.Connection, number: str) -> list[tuple[Any, ...]]:
+    return conn.execute(
+        "SELECT account, customer_id, debit_fen, credit_fen FROM journal_lines"
+        " WHERE entry_number = %s ORDER BY line_no", (number,)).fetchall()
+
+
+def balances(conn: psycopg.Connection, as_of: date) -> dict[str, int]:
+    return {r.account: r.balance_fen for r in trial_balance(conn, as_of).rows}
+
+
+def test_close_books_one_entry_per_invoice(conn: psycopg.Connection) -> None:
+    entries = conn.execute(
+        "SELECT entry_number, entry_date, kind, source_document, description"
+        " FROM journal_entries ORDER BY seq").fetchall()
+    assert entries == [
+        (f"2026-00000{i}", APRIL_1, "invoice", f"2026-00000{i}", f"Račun 2026-00000{i}")
+        for i in (1, 2, 3)]
+    # 100001: electricity 44.80, water 15.85, waste 9.00, VAT 11.84 = 81.49
+    assert entry_lines(conn, "2026-000001") == [
+        ("2110", "100001", 8149, 0), ("6010", None, 0, 4480), ("6011", None, 0, 1585),
+        ("6012", None, 0, 900), ("4700", None, 0, 1184)]
+    assert entry_lines(conn, "2026-000003") == [
+        ("2110", "200001", 2501, 0), ("6012", None, 0, 2138), ("4700", None, 0, 363)]
+    assert conn.execute("SELECT last_seq FROM journal_counters").fetchall() == [(3,)]
+    # closing again books nothing
+    close_period(conn, "2026-03", issued_on=date(2026, 4, 2))
+    conn.commit()
+    assert conn.execute("SELECT count(*) FROM journal_entries").fetchone() == (3,)
+
+
+def test_trial_balance_and_payments(conn: psycopg.Connection) -> None:
+    assert balances(conn, date(2026, 3, 31)) == {}
+    tb = trial_balance(conn, APRIL_1)
+    assert tb.debit_fen == tb.credit_fen == 11112
+    assert balances(conn, APRIL_1) == {
+        "2110": 11112, "4700": -1614, "6010": -(4480 + 395), "6011": -1585,
+        "6012": -(900 + 2138)}
+    assert [r.name for r in tb.rows][0] == "Kupci u zemlji – potraživanja"
+    with conn.transaction():
+        out = record_payments(conn, [pay("UPL-1", "81.49", reference="2600000126"),
+                                     pay("UPL-2", "10.00", customer_id="100002"),
+                                     pay("UPL-2", "10.00", customer_id="100002")],
+                              channel="bank")
+        record_payments(conn, [pay("BL-1", "4.00", "2026-04-11", customer_id="200001")],
+                        channel="cash_desk")
+    assert [o.status for o in out] == ["accepted", "accepted", "duplicate"]
+    numbers = conn.execute("SELECT entry_number, source_document FROM journal_entries"
+                           " WHERE kind = 'payment' ORDER BY seq").fetchall()
+    assert numbers == [("2026-000004", "UPL-1"), ("2026-000005", "UPL-2"),
+                       ("2026-000006", "BL-1")]
+    assert entry_lines(conn, "2026-000004") == [("2410", None, 8149, 0),
+                                                ("2110", "100001", 0, 8149)]
+    assert entry_lines(conn, "2026-000006") == [("2430", None, 400, 0),
+                                                ("2110", "200001", 0, 400)]
+    tb = trial_balance(conn, date(2026, 4, 30))
+    assert tb.debit_fen == tb.credit_fen == 11112 + 8149 + 1000 + 400
+    assert balances(conn, date(2026, 4, 30))["2110"] == 11112 - 8149 - 1000 - 400
+    assert balances(conn, date(2026, 4, 10))["2410"] == 9149
+    assert "2430" not in balances(conn, date(2026, 4, 10))
+    # receivables per customer in the ledger = the billing balance
+    per_customer: dict[str, int] = dict(conn.execute(
+        "SELECT customer_id, sum(debit_fen - credit_fen) FROM journal_lines"
+        " WHERE account = '2110' GROUP BY 1").fetchall())
+    assert per_customer == {"100001": 0, "100002": 462 - 1000, "200001": 2501 - 400}
+
+
+def test_general_ledger_of_receivables(conn: psycopg.Connection) -> None:
+    with conn.transaction():
+        record_payments(conn, [pay("UPL-1", "50.00", "2026-04-10", customer_id="100001"),
+                               pay("UPL-9", "1.00", "2026-05-02", customer_id="100001")],
+                        channel="bank")
+    gl = general_ledger(conn, "2110", date(2026, 4, 2), date(2026, 4, 30))
+    assert (gl.name, gl.opening_fen) == ("Kupci u zemlji – potraživanja", 11112)
+    assert [(ln.entry_number, ln.source_document, ln.debit_fen, ln.credit_fen, ln.balance_fen)
+            for ln in gl.lines] == [("2026-000004", "UPL-1", 0, 5000, 6112)]
+    assert gl.closing_fen == 6112
+    full = general_ledger(conn, "2110", APRIL_1, date(2026, 5, 31))
+    assert [ln.balance_fen for ln in full.lines] == [8149, 8611, 11112, 6112, 6012]
+    with pytest.raises(LedgerError, match="before first day"):
+        general_ledger(conn, "2110", APRIL_1, date(2026, 3, 1))
+    with pytest.raises(LedgerError, match="'9999'"):
+        general_ledger(conn, "9999", APRIL_1, APRIL_1)
+
+
+def test_export_csv_and_messages(conn: psycopg.Connection) -> None:
+    with conn.transaction():
+        record_payments(conn, [pay("=cmd|' /C calc'!A0", "1.00", customer_id="100001")],
+                        channel="bank")
+    rows = list(csv.DictReader(io.StringIO(export_csv(conn, "2026-04"))))
+    assert tuple(rows[0]) == CSV_FIELDS
+    assert len(rows) == 5 + 3 + 3 + 2
+    assert rows[0] == {"entry_no": "2026-000001", "entry_date": "2026-04-01",
+                       "source_type": "invoice", "source_id": "2026-000001",
+                       "description": "Račun 2026-000001", "line_no": "1", "account": "2110",
+                       "debit": "81.49", "credit": "0.00", "customer_id": "100001"}
+    assert rows[-1]["source_id"].startswith("'=cmd")  # not a spreadsheet formula
+    assert export_csv(conn, "2026-03").count("\n") == 1  # header only
+    assert export_csv(conn, "2026") == export_csv(conn, "2026-04")
+    with pytest.raises(LedgerError, match="period: must be YYYY or YYYY-MM"):
+        export_csv(conn, "2026-13")
+    messages = entry_messages(conn, "2026-04")
+    assert [m["entry_no"] for m in messages] == [f"2026-00000{i}" for i in range(1, 5)]
+    for m in messages:
+        validate(LEDGER, m)
+    assert messages[2]["lines"][1] == {"account": "6012", "debit": "0.00", "credit": "21.38"}
+
+
+def test_posted_entries_are_immutable(conn: psycopg.Connection) -> None:
+    for statement in ("UPDATE journal_lines SET debit_fen = 1 WHERE line_no = 1",
+                      "DELETE FROM journal_lines", "DELETE FROM journal_entries",
+                      "UPDATE journal_entries SET entry_date = '2026-04-02'",
+                      "TRUNCATE journal_lines, journal_entries CASCADE"):
+        with pytest.raises(psycopg.errors.IntegrityConstraintViolation, match="immutable"):
+            conn.execute(statement)
+        conn.rollback()
+    assert conn.execute("SELECT count(*) FROM journal_lines").fetchone() == (11,)
+
+
+def _raw_entry(conn: psycopg.Connection, seq: int, lines: list[tuple[str, int, int]]) -> None:
+    conn.execute("INSERT INTO journal_entries (entry_number, year, seq, entry_date, kind,"
+                 " source_document) VALUES (%s, 2026, %s, '2026-04-05', 'adjustment', %s)",
+                 (f"2026-{seq:06d}", seq, f"ADJ-{seq}"))
+    for no, (account, debit, credit) in enumerate(lines, start=1):
+        conn.execute("INSERT INTO journal_lines VALUES (%s, %s, %s, NULL, %s, %s)",
+                     (f"2026-{seq:06d}", no, account, debit, credit))
+
+
+def test_balance_is_checked_at_commit(conn: psycopg.Connection) -> None:
+    # lines one statement at a time: unbalanced in between, balanced at commit: accepted
+    _raw_entry(conn, 4, [("2110", 100, 0), ("6010", 0, 60), ("4700", 0, 40)])
+    conn.commit()
+    _raw_entry(conn, 5, [("2110", 100, 0), ("6010", 0, 99)])
+    with pytest.raises(psycopg.errors.IntegrityConstraintViolation,
+                       match="2026-000005 does not balance: debits 100 ≠ credits 99"):
+        conn.commit()
+    _raw_entry(conn, 5, [])
+    with pytest.raises(psycopg.errors.IntegrityConstraintViolation, match="0 lines"):
+        conn.commit()
+    # a line added later to a posted entry unbalances it: refused
+    conn.execute("INSERT INTO journal_lines VALUES ('2026-000001', 6, '6010', NULL, 0, 1)")
+    with pytest.raises(psycopg.errors.IntegrityConstraintViolation, match="2026-000001"):
+        conn.commit()
+    with pytest.raises(psycopg.errors.CheckViolation):
+        conn.execute("INSERT INTO journal_lines VALUES ('2026-000001', 7, '6010', NULL, 5, 5)")
+    conn.rollback()
+    assert conn.execute("SELECT count(*) FROM journal_entries").fetchone() == (4,)
+
+
+def _adjustment(source: str, day: date, amount: int = 100) -> EntryDraft:
+    return EntryDraft("adjustment", source, day, "Ispravka",
+                      (LineDraft("2190", amount, 0), LineDraft("2110", 0, amount, "100001")))
+
+
+def test_numbers_have_no_gaps_and_documents_book_once(conn: psycopg.Connection) -> None:
+    with conn.transaction():
+        assert post_entries(conn, [_adjustment("A-1", APRIL_1)], chart=CHART) == ["2026-000004"]
+    with pytest.raises(RuntimeError), conn.transaction():
+        post_entries(conn, [_adjustment("A-2", APRIL_1)], chart=CHART)
+        raise RuntimeError("rolled back")
+    with conn.transaction():  # the rolled-back number is given again; years count apart
+        assert post_entries(conn, [
+            _adjustment("A-2", APRIL_1), _adjustment("A-1", APRIL_1),
+            _adjustment("A-3", date(2027, 1, 2)), _adjustment("A-3", date(2027, 1, 2)),
+            _adjustment("A-4", date(2026, 12, 31)),
+        ], chart=CHART) == ["2026-000005", None, "2027-000001", None, "2026-000006"]
+    assert conn.execute("SELECT year, last_seq FROM journal_counters ORDER BY 1"
+                        ).fetchall() == [(2026, 6), (2027, 1)]
+    bad = EntryDraft("adjustment", "A-5", APRIL_1, "",
+                     (LineDraft("2190", 100, 0), LineDraft("2110", 0, 90)))
+    with pytest.raises(LedgerError, match="debits 100 ≠ credits 90"):
+        post_entries(conn, [_adjustment("A-6", APRIL_1), bad], chart=CHART)
+    assert conn.execute("SELECT count(*) FROM journal_entries WHERE source_document = 'A-6'"
+                        ).fetchone() == (0,)
+
+
+def test_post_missing_books_documents_from_before_the_ledger(conn: psycopg.Connection) -> None:
+    with conn.transaction():
+        record_payments(conn, [pay("UPL-1", "5.00", customer_id="100002")], channel="posta")
+    before = conn.execute("SELECT kind, source_document, entry_date FROM journal_entries"
+                          " ORDER BY seq").fetchall()
+    lines_before = conn.execute("SELECT account, customer_id, debit_fen, credit_fen"
+                                " FROM journal_lines ORDER BY entry_number, line_no").fetchall()
+    with conn.transaction():  # a database whose documents predate the ledger
+        conn.execute("SET LOCAL session_replication_role = replica")
+        conn.execute("DELETE FROM journal_lines")
+        conn.execute("DELETE FROM journal_entries")
+        conn.execute("DELETE FROM journal_counters")
+    assert post_missing(conn, chart=CHART) == (3, 1)
+    conn.commit()
+    assert conn.execute("SELECT kind, source_document, entry_date FROM journal_entries"
+                        " ORDER BY seq").fetchall() == before
+    assert conn.execute("SELECT account, customer_id, debit_fen, credit_fen FROM journal_lines"
+                        " ORDER BY entry_number, line_no").fetchall() == lines_before
+    assert post_missing(conn, chart=CHART) == (0, 0)
