@@ -24,8 +24,8 @@ from billing.accounts import METERED_UNITS, ServiceMonth, service_key
 from rating.calendar import previous_period
 
 WIDTH, HEIGHT = 400, 230
-LEFT, RIGHT, TOP, BOTTOM = 52, 6, 26, 40  # margins around the plot area
-FONT = 13
+LEFT, RIGHT, TOP, BOTTOM = 56, 18, 26, 42  # margins around the plot area
+FONT = 14
 BAR_FILL, LAST_FILL, GRID, INK = "#2f6fb0", "#0b3d6b", "#c9d1d9", "#24292f"
 _ID = re.compile(r"^[a-z][a-z0-9-]{0,40}$")
 
@@ -92,8 +92,9 @@ def bar_chart(
     plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
     base_y = TOP + plot_h
     top_value = max((max(b.value, 0) for b in bars if b.value is not None), default=0)
-    step = nice_step(top_value)
-    ticks = max(1, -(-top_value // step))
+    reach = max(top_value, scale)  # the axis reaches at least one whole unit
+    step = nice_step(reach)
+    ticks = -(-reach // step)
     axis_max = step * ticks
     decimals = tick_decimals(step, scale)
     t_id, d_id = f"{chart_id}-title", f"{chart_id}-desc"
@@ -117,7 +118,7 @@ def bar_chart(
     if bars:
         slot = plot_w / len(bars)
         width = max(slot * 0.72, 1.0)
-        every = label_every(len(bars), room=int(plot_w // (FONT * 3)))
+        every = label_every(len(bars), room=int(plot_w // (FONT * 2.6)))
         last_year = ""
         for i, bar in enumerate(bars):
             x = LEFT + slot * i + (slot - width) / 2

@@ -80,6 +80,7 @@ TEXTS: dict[str, tuple[str, str]] = {  # key: (bosanski, English)
     "total": ("Ukupno za platiti", "Total due"),
     "status": ("Status", "Status"),
     "pdf": ("PDF", "PDF"),
+    "pdf_download": ("Preuzmi PDF", "Download PDF"),
     "pdf_label": ("Preuzmi račun {number} kao PDF", "Download invoice {number} as PDF"),
     "details": ("Detalji", "Details"),
     "details_label": ("Detalji računa {number}", "Details of invoice {number}"),

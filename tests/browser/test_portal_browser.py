@@ -1,0 +1,196 @@
+"""The customer portal in a real headless Chromium: login through the form, the overview
+against the JSON API, invoices, an invoice, logout, a wrong password, the language
+switch, the phone layout; screenshots of every page in test-artifacts/.
+"""
+
+from __future__ import annotations
+
+import base64
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.browser.conftest import ARTIFACTS, DESKTOP, PHONE, Portal
+
+pytest.importorskip("selenium", reason="pip install selenium")
+
+from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.webdriver.common.keys import Keys  # noqa: E402
+
+
+def emulate(driver: Any, size: tuple[int, int], *, mobile: bool) -> None:
+    driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", {
+        "width": size[0], "height": size[1], "deviceScaleFactor": 2 if mobile else 1,
+        "mobile": mobile})
+
+
+def screenshot(driver: Any, name: str) -> Path:
+    """The whole page (beyond the viewport) as PNG in test-artifacts/."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    size = driver.execute_cdp_cmd("Page.getLayoutMetrics", {})["cssContentSize"]
+    shot = driver.execute_cdp_cmd("Page.captureScreenshot", {
+        "format": "png", "captureBeyondViewport": True,
+        "clip": {"x": 0, "y": 0, "width": size["width"], "height": size["height"], "scale": 1}})
+    path = ARTIFACTS / f"portal-{name}.png"
+    path.write_bytes(base64.b64decode(shot["data"]))
+    assert path.stat().st_size > 5000
+    return path
+
+
+def path_of(driver: Any, portal: Portal) -> str:
+    return str(driver.current_url).removeprefix(portal.url)
+
+
+def log_in(driver: Any, portal: Portal, password: str | None = None) -> None:
+    driver.get(portal.url + "/")
+    assert path_of(driver, portal) == "/prijava"
+    driver.find_element(By.ID, "customer_id").send_keys(portal.customer_id)
+    field = driver.find_element(By.ID, "password")
+    field.send_keys(password or portal.password)
+    field.send_keys(Keys.ENTER)  # the keyboard alone submits the form
+
+
+def api(driver: Any, portal: Portal, path: str) -> Any:
+    """The JSON API with the browser's session cookie."""
+    cookie = driver.get_cookie("portal_session")
+    assert cookie and cookie["httpOnly"], "the session cookie must be HttpOnly"
+    resp = httpx.get(portal.url + path, cookies={"portal_session": cookie["value"]})
+    assert resp.status_code == 200, resp.text
+    return resp.json()
+
+
+def attr(driver: Any, css: str, name: str = "value") -> str:
+    return str(driver.find_element(By.CSS_SELECTOR, css).get_attribute(name))
+
+
+def assert_console_clean(driver: Any) -> None:
+    """No CSP violation, no failed resource: the browser's console has no error."""
+    severe = [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
+    assert severe == []
+
+
+def test_login_overview_invoices_detail_logout(portal: Portal, browser: Any) -> None:
+    emulate(browser, DESKTOP, mobile=False)
+    browser.get(portal.url + "/")
+    assert browser.find_element(By.TAG_NAME, "html").get_attribute("lang") == "bs"
+    screenshot(browser, "login-desktop")
+    log_in(browser, portal)
+    assert path_of(browser, portal) == "/pregled"
+    summary = api(browser, portal, "/api/v1/portal/summary")
+    assert attr(browser, "#balance") == summary["balance"]
+    assert float(summary["balance"]) > 0  # the demo customer leaves the newest invoice open
+    assert attr(browser, "#last-payment") == summary["last_payment"]["amount"]
+    assert attr(browser, "#last-payment-date", "datetime") == summary["last_payment"]["date"]
+    last, previous = summary["last_month"], summary["previous_month"]
+    assert (last["period"], previous["period"]) == ("2026-03", "2026-02")
+    for service, month in last["services"].items():
+        row = f"#svc-{service}"
+        assert attr(browser, f"{row} .last-amount") == month["amount"]
+        assert attr(browser, f"{row} .previous-amount") == (
+            previous["services"][service]["amount"])
+        change = browser.find_element(By.CSS_SELECTOR, f"{row} .change").text
+        expected = summary["change_percent"].get(service)
+        assert change == ("–" if expected is None else
+                          f"{'+' if expected > 0 else '−' if expected < 0 else '±'}"
+                          f"{abs(expected):.1f} %".replace(".", ","))
+    charts = browser.find_elements(By.CSS_SELECTOR, "svg.chart")
+    assert [c.get_attribute("id") for c in charts] == [
+        f"chart-{s}" for s in last["services"]]
+    for chart in charts:
+        assert chart.size["width"] > 400 and chart.size["height"] > 200
+        assert len(chart.find_elements(By.CSS_SELECTOR, "rect.bar")) == 24
+    screenshot(browser, "overview-desktop")
+    assert_console_clean(browser)
+
+    browser.find_element(By.LINK_TEXT, "Računi").click()
+    assert path_of(browser, portal) == "/racuni"
+    listed = api(browser, portal, "/api/v1/portal/invoices")
+    rows = browser.find_elements(By.CSS_SELECTOR, "table.invoices tbody tr")
+    assert len(rows) == len(listed) == 24
+    for row, inv in zip(rows, listed, strict=True):
+        assert row.get_attribute("id") == f"inv-{inv['number']}"
+        assert row.find_element(By.CSS_SELECTOR, ".badge").get_attribute("data-status") == (
+            inv["status"])
+        assert row.find_element(By.CSS_SELECTOR, "data.total").get_attribute("value") == (
+            inv["total"])
+    newest = listed[0]
+    assert browser.find_element(By.CSS_SELECTOR, "tbody tr a.pdf").get_attribute("href") == (
+        f"{portal.url}/api/v1/portal/invoices/{newest['number']}/pdf")
+    screenshot(browser, "invoices-desktop")
+
+    browser.find_element(By.LINK_TEXT, newest["number"]).click()
+    assert path_of(browser, portal) == f"/racuni/{newest['number']}"
+    detail = api(browser, portal, f"/api/v1/portal/invoices/{newest['number']}")
+    assert attr(browser, "#invoice-total") == detail["total"]
+    amounts = [e.get_attribute("value") for e in
+               browser.find_elements(By.CSS_SELECTOR, "tr.line data.line-amount")]
+    assert amounts == [ln["amount"] for ln in detail["lines"]]
+    assert browser.find_element(By.ID, "payment-reference").text == detail["payment_reference"]
+    screenshot(browser, "invoice-desktop")
+    assert_console_clean(browser)
+
+    browser.find_element(By.CSS_SELECTOR, "form.logout button").click()
+    assert path_of(browser, portal) == "/prijava?odjava=1"
+    assert "Odjavljeni ste." in browser.find_element(By.CSS_SELECTOR, "[role=status]").text
+    assert browser.get_cookie("portal_session") is None
+    browser.get(portal.url + "/pregled")
+    assert path_of(browser, portal) == "/prijava"
+
+
+def test_wrong_password_shows_the_error(portal: Portal, browser: Any) -> None:
+    log_in(browser, portal, password="pogresna")
+    assert path_of(browser, portal) == "/prijava"
+    message = browser.find_element(By.CSS_SELECTOR, "[role=alert]").text
+    assert message == "Pogrešan broj kupca ili lozinka."
+    assert attr(browser, "#customer_id") == portal.customer_id
+    assert attr(browser, "#password") == ""
+    assert browser.switch_to.active_element.get_attribute("id") == "password"
+    assert browser.get_cookie("portal_session") is None
+    screenshot(browser, "login-error-desktop")
+    browser.find_element(By.ID, "customer_id").clear()
+    browser.find_element(By.ID, "customer_id").send_keys("999999")
+    field = browser.find_element(By.ID, "password")
+    field.send_keys(portal.password)
+    field.submit()
+    assert path_of(browser, portal) == "/prijava"
+    assert browser.find_element(By.CSS_SELECTOR, "[role=alert]").text == message
+
+
+def test_phone_layout_keyboard_and_language(portal: Portal, browser: Any) -> None:
+    emulate(browser, PHONE, mobile=True)
+    browser.get(portal.url + "/prijava")
+    assert browser.execute_script("return window.innerWidth") == PHONE[0]
+    screenshot(browser, "login-phone")
+    log_in(browser, portal)
+    for page, name in (("/pregled", "overview"), ("/racuni", "invoices")):
+        browser.get(portal.url + page)
+        width = browser.execute_script("return document.documentElement.scrollWidth")
+        assert width <= PHONE[0], f"{page} scrolls sideways on a phone ({width}px)"
+        screenshot(browser, f"{name}-phone")
+    first = browser.find_element(By.CSS_SELECTOR, "tbody tr th a")
+    first.click()
+    assert browser.execute_script("return document.documentElement.scrollWidth") <= PHONE[0]
+    screenshot(browser, "invoice-phone")
+
+    # keyboard: the first Tab reaches the skip link, which then becomes visible
+    browser.get(portal.url + "/pregled")
+    browser.find_element(By.TAG_NAME, "body").send_keys(Keys.TAB)
+    focused = browser.switch_to.active_element
+    assert focused.get_attribute("class") == "skip"
+    assert focused.location["x"] >= 0 and focused.is_displayed()
+    outline = browser.execute_script(
+        "return getComputedStyle(document.activeElement).outlineStyle")
+    assert outline == "solid"
+
+    browser.find_element(By.LINK_TEXT, "English").click()
+    assert browser.find_element(By.TAG_NAME, "html").get_attribute("lang") == "en"
+    assert browser.find_element(By.TAG_NAME, "h1").text == "Account overview"
+    balance = browser.find_element(By.ID, "balance")
+    assert balance.text == f"{Decimal(balance.get_attribute('value')):,.2f} KM"  # 1,234.56
+    browser.get(portal.url + "/racuni")  # the choice is remembered
+    assert browser.find_element(By.TAG_NAME, "h1").text == "Invoices"
+    screenshot(browser, "invoices-phone-en")
+    assert_console_clean(browser)
