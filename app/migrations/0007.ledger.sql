@@ -95,7 +95,8 @@ CREATE TABLE unmatched_payments (
     paid_on        date NOT NULL,
     amount_fen     bigint NOT NULL CHECK (amount_fen > 0),
     currency       text NOT NULL DEFAULT 'BAM',
-    reference      text,
+    reference      text,           -- the payment reference found (or as written)
+    remittance     text,           -- all remittance text of the payment, for the clerk
     customer_code  text,
     payer_name     text,
     reason         text NOT NULL,
