@@ -17,7 +17,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api import ApiError
-from api.routes import alerts, billing, health, ledger, pages, portal, readings
+from api.routes import billing, health, ledger, pages, portal, readings
 from app.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -60,7 +60,6 @@ def create_app(
     app.include_router(portal.router)
     app.include_router(readings.router)
     app.include_router(billing.router)
-    app.include_router(alerts.router)
     app.include_router(ledger.router)  # invoice PDF (portal), ledger reports (operator)
     pages.install(app)  # HTML portal pages and /static
 
