@@ -18,6 +18,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api import ApiError
 from api.routes import billing, health, ledger, pages, portal, readings
+from api.routes import collections as collections_routes
 from app.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -61,6 +62,7 @@ def create_app(
     app.include_router(readings.router)
     app.include_router(billing.router)
     app.include_router(ledger.router)  # invoice PDF (portal), ledger reports (operator)
+    app.include_router(collections_routes.router)  # collections (operator), portal interest
     pages.install(app)  # HTML portal pages and /static
 
     app.add_exception_handler(ApiError, _api_error)  # type: ignore[arg-type]
