@@ -92,6 +92,7 @@ def ledger_balance(conn: psycopg.Connection, as_of: str) -> int:
            JOIN journal_entries e USING (entry_number)
            WHERE l.account = '2110' AND l.customer_id = %s AND e.entry_date <= %s""",
         (CUSTOMER, as_of)).fetchone()
+    assert row is not None
     return int(row[0])
 
 
@@ -169,7 +170,8 @@ def test_debtor_to_court_and_back(world) -> None:
     assert conn.execute("SELECT account, debit_fen, credit_fen FROM journal_lines WHERE"
                         " entry_number = %s ORDER BY line_no", (fee["entry_number"],)
                         ).fetchall() == [("2110", 6500, 0), ("6710", 0, 5556), ("4700", 0, 944)]
-    assert mine(client, "2026-10-02")["buckets"]["not_due"] == "65.00"
+    owed = mine(client, "2026-10-02")
+    assert owed is not None and owed["buckets"]["not_due"] == "65.00"
     pay(conn, "P-FEE", "2026-10-05", "65.00")
     clock.day("2026-10-05")
     closed = client.post(f"/api/v1/collections/cases/{case['case_id']}/state", headers=AUTH,
