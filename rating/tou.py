@@ -9,9 +9,10 @@ that is MT in every scheme (checked below), so the band comes out the same.
 Every band change and every local midnight falls on a whole UTC hour (Europe/Sarajevo is
 UTC+1/UTC+2), which lets a batch be rated through small per-hour tables built once:
 band, local day and "a cut starts here" per hour of the batch's span, then one gather per
-interval. Load-profile intervals (register 1.8.0) are split at band changes (and local
-midnight) exactly like `rating.split`: quantity shared by seconds, cumulative flooring,
-the pieces of an interval always add up to it.
+interval (a batch in which no interval crosses a whole hour, e.g. 15-minute profiles, is
+priced straight from a (tariff, hour) table). Load-profile intervals (register 1.8.0) are
+split at band changes (and local midnight) exactly like `rating.split`: quantity shared by
+seconds, cumulative flooring, the pieces of an interval always add up to it.
 """
 
 from __future__ import annotations
@@ -165,26 +166,36 @@ def _split(g: _Grid, start: I64, end: I64, qty: I64, codes: I64) -> BandPieces:
     before = cum[row + first_hour + 1]  # cuts at or before the interval's start
     count = cum[row - ((g.h0 - end) // _HOUR)] - before  # cuts strictly inside
     flat_band = g.band.ravel()
-    if not count.any():  # nothing to split: each interval is its own piece
+    cross = np.flatnonzero(count)
+    if len(cross) == 0:  # nothing to split: each interval is its own piece
         band = flat_band[codes * n_hours + first_hour]
         return BandPieces(np.arange(len(start), dtype=np.int64), start, end,
                           g.day[first_hour], band, qty)  # fmt: skip
     counts = count + 1
+    first_piece = np.cumsum(counts) - counts  # where each interval's pieces begin
     source = np.repeat(np.arange(len(start), dtype=np.int64), counts)
-    j = np.arange(int(counts.sum()), dtype=np.int64) - np.repeat(np.cumsum(counts) - counts, counts)
-    s, e, q, c = start[source], end[source], qty[source], codes[source]
-    cut_at = g.cut_offset[c] + before[source] + j - 1  # this piece starts at that cut
+    p_start, p_end, p_qty = (np.empty(len(source), dtype=np.int64) for _ in range(3))
+    whole = count == 0  # the intervals that stay whole are copied over
+    at = first_piece[whole]
+    p_start[at], p_end[at], p_qty[at] = start[whole], end[whole], qty[whole]
+    k = counts[cross]  # the others are cut, as in rating.split
+    src = np.repeat(cross, k)
+    j = np.arange(int(k.sum()), dtype=np.int64) - np.repeat(np.cumsum(k) - k, k)
+    s, e, q = start[src], end[src], qty[src]
+    cut_at = g.cut_offset[codes[src]] + before[src] + j - 1  # this piece starts at that cut
     cut_epochs = g.h0 + _HOUR * g.cut_hours
     last = len(cut_epochs) - 1
-    p_start = np.where(j == 0, s, cut_epochs[np.clip(cut_at, 0, last)])
-    p_end = np.where(j == count[source], e, cut_epochs[np.clip(cut_at + 1, 0, last)])
+    ps = np.where(j == 0, s, cut_epochs[np.clip(cut_at, 0, last)])
+    pe = np.where(j == count[src], e, cut_epochs[np.clip(cut_at + 1, 0, last)])
     span = e - s
-    whole, rest = np.divmod(q, span)  # floor(q · secs / span) without int64 overflow
-    cum_q = whole * (p_end - s) + (rest * (p_end - s)) // span
-    pieces_q = cum_q - np.where(j == 0, 0, np.roll(cum_q, 1))
+    whole_q, rest = np.divmod(q, span)  # floor(q · secs / span) without int64 overflow
+    cum_q = whole_q * (pe - s) + (rest * (pe - s)) // span
+    at = first_piece[src] + j
+    p_start[at], p_end[at] = ps, pe
+    p_qty[at] = cum_q - np.where(j == 0, 0, np.roll(cum_q, 1))
     hour = (p_start - g.h0) // _HOUR
-    return BandPieces(source, p_start, p_end, g.day[hour], flat_band[c * n_hours + hour],
-                      pieces_q)  # fmt: skip
+    return BandPieces(source, p_start, p_end, g.day[hour],
+                      flat_band[codes[source] * n_hours + hour], p_qty)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -229,14 +240,29 @@ def rate_profile(
     if tariff_idx.min() < -1 or tariff_idx.max() >= len(tariff_names):
         raise RatingError("tariff_idx: must be -1 or an index into tariff_names")
     g = _grid(int(start_at.min()), int(end_at.max()), holidays, at_midnight)
-    d0 = int(g.day[0])
+    d0, n_hours = int(g.day[0]), len(g.day)
     schemes, prices = _tariff_tables(catalog, tariff_names, d0, int(g.day[-1]) - d0 + 1)
+    # per (tariff + 1, hour of the batch): scheme, band and price of that hour
+    hour_day = g.day - d0
+    scheme_th = schemes[:, hour_day]
+    band_th = g.band[scheme_th, np.arange(n_hours)]
+    price_th = prices[np.arange(len(prices))[:, None], hour_day[None, :], band_th]
     t = tariff_idx.astype(np.int64) + 1  # row 0 = no tariff
-    n_days = schemes.shape[1]
-    codes = schemes.ravel()[t * n_days + g.day[(start_at - g.h0) // _HOUR] - d0]
-    pieces = _split(g, start_at, end_at, quantity_milli, codes)
-    key = (t[pieces.source] * n_days + (pieces.day - d0)) * 3 + pieces.band
-    price = prices.ravel()[key]
+    hour = start_at - g.h0
+    hour //= _HOUR
+    last_hour = end_at - (g.h0 + 1)
+    last_hour //= _HOUR
+    row = t * n_hours
+    row += hour
+    if np.array_equal(hour, last_hour):  # no interval crosses a whole hour: none to split
+        pieces = BandPieces(np.arange(n, dtype=np.int64), start_at, end_at, g.day[hour],
+                            band_th.ravel()[row], quantity_milli)  # fmt: skip
+        price = price_th.ravel()[row]
+    else:
+        pieces = _split(g, start_at, end_at, quantity_milli, scheme_th.ravel()[row])
+        n_days = schemes.shape[1]
+        key = (t[pieces.source] * n_days + (pieces.day - d0)) * 3 + pieces.band
+        price = prices.ravel()[key]
     return RatedBandPieces(pieces, price, pieces.quantity_milli * price)
 
 
