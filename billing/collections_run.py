@@ -99,6 +99,7 @@ def _step(conn: psycopg.Connection, cid: str, step: str, today: date, it: Custom
         "interest_accrued": format_km(accrued),
         "pay_within_days": lad.step(step).pay_within_days,
         "points": points,
+        "fees": {w: format_km(f) for w, f in lad.reconnection_fees_fen.items()},
     }
     if not _trace(conn, cid, step, today, amount, days, new_interest, ref, detail, step_id):
         return

@@ -85,9 +85,10 @@ def body_lines(letter: Letter) -> list[str]:
     if letter.step == "reminder":
         lines.append(f"Molimo da iznos od {format_km(total)} KM uplatite do {deadline}.")
     elif letter.step == "warning":
+        fees = d.get("fees") or {}
         lines += [f"Ako iznos od {format_km(total)} KM ne uplatite do {deadline}, isporuka će",
-                  "biti obustavljena, a ponovno priključenje se naplaćuje (65 KM na brojilu,",
-                  "130 KM na stubu)."]
+                  "biti obustavljena, a ponovno priključenje se naplaćuje",
+                  f"({fees.get('meter', '?')} KM na brojilu, {fees.get('pole', '?')} KM na stubu)."]
     elif letter.step == "disconnection":
         lines.append("Obustaviti isporuku na mjernim mjestima:")
         lines += [f"  {p['metering_point_id']}  {p['service']}  brojilo {p['meter_id'] or '-'}"

@@ -84,6 +84,10 @@ def test_run_takes_one_step_charges_interest_and_reruns_change_nothing(conn) -> 
     text = "\n".join(body_lines(letter))
     assert "81.49" in text and "0.37" in text and "2026-000001" in text
     assert letter_pdf(conn, ref).startswith(b"%PDF")
+    warning = conn.execute("SELECT letter_ref FROM collection_steps WHERE customer_id ="
+                           " '100001' AND step = 'warning'").fetchone()[0]
+    warned = "\n".join(body_lines(load_letter(conn, warning)))
+    assert "(65.00 KM na brojilu, 130.00 KM na stubu)" in warned and "0.36" in warned
     with pytest.raises(BillingError, match="letter_ref"):
         load_letter(conn, "OPM-2026-999999")
 
