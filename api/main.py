@@ -17,7 +17,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api import ApiError
-from api.routes import billing, health, ledger, pages, portal, readings
+from api.routes import alerts, billing, health, ledger, pages, portal, readings
 from api.routes import collections as collections_routes
 from app.settings import Settings
 
@@ -61,6 +61,7 @@ def create_app(
     app.include_router(portal.router)
     app.include_router(readings.router)
     app.include_router(billing.router)
+    app.include_router(alerts.router)
     app.include_router(ledger.router)  # invoice PDF (portal), ledger reports (operator)
     app.include_router(collections_routes.router)  # collections (operator), portal interest
     pages.install(app)  # HTML portal pages and /static

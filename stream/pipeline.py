@@ -17,6 +17,7 @@ import psycopg
 from rating.catalog import Catalog
 from schemas import SchemaError
 from schemas.meter_reads import MeterRead, decode_read
+from stream.alerts import evaluate_batch
 from stream.directory import load_meters, lock_state
 from stream.rate import rate_intervals
 from stream.sink_postgres import ConsumedOffset, RejectedRow, write_batch
@@ -44,6 +45,7 @@ class BatchResult:
     rejected: int = 0
     pieces: int = 0
     reasons: dict[str, int] = field(default_factory=dict)
+    alerts: list[dict[str, Any]] = field(default_factory=list)  # meter.alerts.v1 events
 
 
 def load_catalog(conn: psycopg.Connection) -> Catalog:
@@ -85,6 +87,7 @@ def process_reads(
     _resolve_history(conn, reads, verdict.status, verdict.reason)
 
     stored_reads = []
+    accepted_reads: list[tuple[MeterRead, Any]] = []
     for k, read in enumerate(reads):
         i = positions[k]
         st = verdict.status[k]
@@ -100,6 +103,7 @@ def process_reads(
                 )
             )
             outcomes[i] = ReadOutcome(ACCEPTED, None, read.read_at)
+            accepted_reads.append((read, payloads[i]))
         elif st == DUPLICATE:
             outcomes[i] = ReadOutcome(DUPLICATE)
         else:
@@ -122,8 +126,11 @@ def process_reads(
         rejected=rejected,
         offsets=offsets,
     )
+    alerts = evaluate_batch(
+        conn, reads=accepted_reads, intervals=verdict.intervals, meters=meters, now=now
+    )
     final = [o if o is not None else ReadOutcome(REJECTED, "not processed") for o in outcomes]
-    result = BatchResult(final, pieces=len(rated.pieces.day) if rated else 0)
+    result = BatchResult(final, pieces=len(rated.pieces.day) if rated else 0, alerts=alerts)
     for o in final:
         if o.status == ACCEPTED:
             result.accepted += 1
