@@ -17,8 +17,6 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import numpy as np
@@ -44,16 +42,6 @@ class AlertProducer(Protocol):
     def produce(self, topic: str, value: bytes, key: str) -> None: ...
 
 
-@dataclass
-class Finding:
-    meter_id: str
-    kind: str
-    decision: rules.Decision
-    metering_point_id: str | None = None
-    register: str | None = None
-    detail: dict[str, Any] = field(default_factory=dict)
-
-
 def evaluate_batch(
     conn: psycopg.Connection,
     *,
@@ -66,12 +54,12 @@ def evaluate_batch(
 ) -> list[dict[str, Any]]:
     """Alerts opened or closed by one stored batch (accepted reads with their original
     payload, and their intervals); returns the ``meter.alerts.v1`` events."""
-    findings = _flag_findings(reads, meters, th)
-    findings += _reverse_register_findings(intervals, meters, th)
+    findings = rules.flag_findings(reads, meters)
+    findings += rules.reverse_register_findings(intervals, meters, th)
     findings += _leak_findings(conn, intervals, meters, th)
     findings += _daily_findings(conn, intervals, meters, th)
     findings += [  # any read of a meter ends its communication loss
-        Finding(m, "communication_loss", rules.CLOSE, detail={"text": "reads arrive again"})
+        rules.Finding(m, "communication_loss", rules.CLOSE, detail={"text": "reads arrive again"})
         for m in sorted({r.meter_id for r, _ in reads})
     ]
     events = apply_findings(conn, findings, now)
@@ -108,9 +96,9 @@ def sweep_communication_loss(
     last = np.fromiter((r[2] for r in rows), np.int64, len(rows))
     mask = rules.silent(last, now, th)
     findings = [
-        Finding(m, "communication_loss", rules.OPEN, mp, None,
+        rules.Finding(m, "communication_loss", rules.OPEN, mp, None,
                 {"text": f"no read for {(now - t) // 3600} h (limit {th.silent_hours} h)",
-                 "last_read_at": _iso(t)})
+                 "last_read_at": rules.iso(t)})
         for (m, mp, t), quiet in zip(rows, mask.tolist(), strict=True) if quiet
     ]  # fmt: skip
     silent_ids = [f.meter_id for f in findings]
@@ -120,7 +108,7 @@ def sweep_communication_loss(
         (silent_ids,),
     ).fetchall()
     findings += [
-        Finding(m, "communication_loss", rules.CLOSE, detail={"text": "meter heard again"})
+        rules.Finding(m, "communication_loss", rules.CLOSE, detail={"text": "meter heard again"})
         for (m,) in closing
     ]
     events = apply_findings(conn, findings, now)
@@ -130,10 +118,10 @@ def sweep_communication_loss(
 
 
 def apply_findings(
-    conn: psycopg.Connection, findings: Sequence[Finding], now: int
+    conn: psycopg.Connection, findings: Sequence[rules.Finding], now: int
 ) -> list[dict[str, Any]]:
     """Open/refresh and auto-close in two set-based statements; events of what changed."""
-    merged: dict[tuple[str, str], Finding] = {}
+    merged: dict[tuple[str, str], rules.Finding] = {}
     for f in findings:
         if f.decision is None:
             continue
@@ -176,8 +164,9 @@ def apply_findings(
 
 def refresh_gauge(conn: psycopg.Connection) -> None:
     counts = dict.fromkeys(KINDS, 0)
-    for kind, n in conn.execute(
-        "SELECT kind, count(*) FROM meter_alerts WHERE state = 'open' GROUP BY kind"
+    for kind, n in conn.execute(  # the predicate of the partial index meter_alerts_one_active
+        """SELECT kind, count(*) FILTER (WHERE state = 'open') FROM meter_alerts
+           WHERE state <> 'closed' GROUP BY kind"""
     ):
         counts[kind] = n
     for kind, n in counts.items():
@@ -200,51 +189,12 @@ def _event(row: Sequence[Any]) -> dict[str, Any]:
         text = f"{text}; closed: {detail['closed']}"
     return {
         "alert_id": str(alert_id), "meter_id": meter_id, "register": register,
-        "metering_point_id": mp, "kind": kind, "state": state, "opened_at": _iso(opened),
-        "closed_at": _iso(closed) if closed is not None else None, "detail": text[:2000],
+        "metering_point_id": mp, "kind": kind, "state": state, "opened_at": rules.iso(opened),
+        "closed_at": rules.iso(closed) if closed is not None else None, "detail": text[:2000],
     }  # fmt: skip
 
 
-def _iso(epoch: int) -> str:
-    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 # --- what a batch can have changed ---------------------------------------------------------
-
-
-def _flag_findings(
-    reads: Sequence[tuple[MeterRead, Any]], meters: Mapping[str, MeterInfo], th: rules.Thresholds
-) -> list[Finding]:
-    out = []
-    for read, payload in reads:
-        meter = meters.get(read.meter_id)
-        if meter is None or meter.service != "electricity":
-            continue
-        for flag in sorted(rules.read_flags(payload)):
-            kind = "reverse_energy" if flag == "reverse" else "tamper"
-            out.append(Finding(read.meter_id, kind, rules.OPEN, meter.metering_point_id,
-                               read.register, {"text": f"meter reported '{flag}'",
-                                               "read_at": _iso(read.read_at)}))  # fmt: skip
-    return out
-
-
-def _reverse_register_findings(
-    intervals: Sequence[Interval], meters: Mapping[str, MeterInfo], th: rules.Thresholds
-) -> list[Finding]:
-    out = []
-    for iv in intervals:
-        decision = rules.reverse_register_decision(iv.register, iv.quantity_milli, th)
-        if decision is None:
-            continue
-        text = (
-            f"export register {iv.register} advanced {iv.quantity_milli / 1000:g} kWh"
-            if decision == rules.OPEN
-            else f"export register {iv.register} still"
-        )
-        mp = meters[iv.meter_id].metering_point_id if iv.meter_id in meters else None
-        out.append(Finding(iv.meter_id, "reverse_energy", decision, mp, iv.register,
-                           {"text": text, "until": _iso(iv.end_at)}))  # fmt: skip
-    return out
 
 
 def _leak_findings(
@@ -252,8 +202,13 @@ def _leak_findings(
     intervals: Sequence[Interval],
     meters: Mapping[str, MeterInfo],
     th: rules.Thresholds,
-) -> list[Finding]:
-    water = [iv for iv in intervals if meters[iv.meter_id].service == "water"]
+) -> list[rules.Finding]:
+    water = [  # daily or monthly reads cannot tell a night minimum: no query for them
+        iv
+        for iv in intervals
+        if meters[iv.meter_id].service == "water"
+        and iv.end_at - iv.start_at <= th.night_max_interval_s
+    ]
     if not water:
         return []
     start = np.fromiter((iv.start_at for iv in water), np.int64, len(water))
@@ -286,7 +241,7 @@ def _leak_findings(
         flows = rules.night_min_flows(arr[:, 0], arr[:, 1], arr[:, 2], nights, th)
         decision = rules.leak_decision(flows, th)
         shown = ", ".join("?" if np.isnan(f) else f"{f:.1f}" for f in flows.tolist())
-        out.append(Finding(m, "leak", decision, meters[m].metering_point_id,
+        out.append(rules.Finding(m, "leak", decision, meters[m].metering_point_id,
                            meters[m].registers[0],
                            {"text": f"minimum night flow {shown} l/h (limit "
                                     f"{th.leak_flow_l_per_h:g} l/h)"}))  # fmt: skip
@@ -298,7 +253,7 @@ def _daily_findings(
     intervals: Sequence[Interval],
     meters: Mapping[str, MeterInfo],
     th: rules.Thresholds,
-) -> list[Finding]:
+) -> list[rules.Finding]:
     """Drop to zero and consumption far above history, on the metering point's daily
     consumption (``1.8.*`` registers for electricity), for the days the batch completed."""
     if not intervals:
@@ -341,12 +296,12 @@ def _daily_findings(
     for key in keys:
         daily, meter_id = series[key], last[key][1]
         zero = rules.zero_drop_decision(daily, th)
-        out.append(Finding(meter_id, "zero_drop", zero, key[0], None,
+        out.append(rules.Finding(meter_id, "zero_drop", zero, key[0], None,
                            {"text": f"no consumption for {th.zero_days} days after steady use"
                             if zero == rules.OPEN else "consumption again"}))  # fmt: skip
         high = rules.high_consumption_decision(daily, th)
         median = rules.median_of_history(daily, th)
-        out.append(Finding(meter_id, "high_consumption", high, key[0], None,
+        out.append(rules.Finding(meter_id, "high_consumption", high, key[0], None,
                            {"text": f"day {daily[-1] / 1000:g} against a median of "
                                     f"{median / 1000:g} (limit ×{th.high_factor:g})",
                             "day_milli": int(daily[-1]), "median_milli": median}))  # fmt: skip

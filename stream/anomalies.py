@@ -10,15 +10,17 @@ A daily series is one value per local day, oldest first, ``MISSING`` (-1) where 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass
-from datetime import datetime, time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, time
 from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
 
 from rating.calendar import LOCAL_TZ, day_from_index, local_day_of
+from schemas.meter_reads import MeterRead
+from stream.vee import Interval, MeterInfo
 
 I64 = npt.NDArray[np.int64]
 Decision = Literal["open", "close"] | None
@@ -192,3 +194,57 @@ def merge(decisions: Iterable[Decision]) -> Decision:
     """Several observations of one (meter, kind) in a batch: any OPEN wins over CLOSE."""
     seen = set(decisions)
     return OPEN if OPEN in seen else CLOSE if CLOSE in seen else None
+
+
+# --- findings of a batch that need no history ----------------------------------------------
+
+
+@dataclass
+class Finding:
+    """One rule's decision about one (meter, kind), with what the operator should read."""
+
+    meter_id: str
+    kind: str
+    decision: Decision
+    metering_point_id: str | None = None
+    register: str | None = None
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+def flag_findings(
+    reads: Sequence[tuple[MeterRead, Any]], meters: Mapping[str, MeterInfo]
+) -> list[Finding]:
+    out = []
+    for read, payload in reads:
+        meter = meters.get(read.meter_id)
+        if meter is None or meter.service != "electricity":
+            continue
+        for flag in sorted(read_flags(payload)):
+            kind = "reverse_energy" if flag == "reverse" else "tamper"
+            out.append(Finding(read.meter_id, kind, OPEN, meter.metering_point_id,
+                               read.register, {"text": f"meter reported '{flag}'",
+                                               "read_at": iso(read.read_at)}))  # fmt: skip
+    return out
+
+
+def reverse_register_findings(
+    intervals: Sequence[Interval], meters: Mapping[str, MeterInfo], th: Thresholds
+) -> list[Finding]:
+    out = []
+    for iv in intervals:
+        decision = reverse_register_decision(iv.register, iv.quantity_milli, th)
+        if decision is None:
+            continue
+        text = (
+            f"export register {iv.register} advanced {iv.quantity_milli / 1000:g} kWh"
+            if decision == OPEN
+            else f"export register {iv.register} still"
+        )
+        mp = meters[iv.meter_id].metering_point_id if iv.meter_id in meters else None
+        out.append(Finding(iv.meter_id, "reverse_energy", decision, mp, iv.register,
+                           {"text": text, "until": iso(iv.end_at)}))  # fmt: skip
+    return out
+
+
+def iso(epoch: int) -> str:
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 
 from rating.calendar import LOCAL_TZ, day_index
+from schemas.meter_reads import MeterRead
 from stream import anomalies as r
+from stream.vee import Interval, MeterInfo
 
 M = r.MISSING
 NIGHT = day_index(date(2026, 3, 10))
@@ -135,3 +137,37 @@ def test_merge_prefers_open() -> None:
     assert r.merge([r.CLOSE, None, r.OPEN]) == r.OPEN
     assert r.merge([None, r.CLOSE]) == r.CLOSE
     assert r.merge([None]) is None
+
+
+def meter(meter_id: str, service: str) -> MeterInfo:
+    return MeterInfo(meter_id, service, 6, 1, ("1.8.1", "2.8.0"), "MP1", 0, None)
+
+
+def test_flag_findings_only_for_electricity_meters() -> None:
+    meters = {"E1": meter("E1", "electricity"), "W1": meter("W1", "water")}
+    at = ts(2026, 3, 1, 12)
+    reads = [
+        (MeterRead("E1", "1.8.1", at, 1000, "kWh", "amr"), {"flags": ["tamper", "reverse"]}),
+        (MeterRead("W1", "8.0", at, 1000, "m3", "amr"), {"flags": ["tamper"]}),
+        (MeterRead("E1", "1.8.1", at, 1000, "kWh", "amr"), {}),
+    ]
+    found = r.flag_findings(reads, meters)
+    assert [(f.meter_id, f.kind, f.decision, f.metering_point_id) for f in found] == [
+        ("E1", "reverse_energy", r.OPEN, "MP1"),
+        ("E1", "tamper", r.OPEN, "MP1"),
+    ]
+    assert found[0].detail == {
+        "text": "meter reported 'reverse'",
+        "read_at": "2026-03-01T11:00:00Z",
+    }
+
+
+def test_reverse_register_findings() -> None:
+    meters = {"E1": meter("E1", "electricity")}
+    ivs = [Interval("E1", "2.8.0", 0, 3600, 1500), Interval("E1", "2.8.0", 3600, 7200, 0),
+           Interval("E1", "1.8.1", 0, 3600, 9000)]  # fmt: skip
+    found = r.reverse_register_findings(ivs, meters, r.DEFAULT)
+    assert [(f.decision, f.detail["text"]) for f in found] == [
+        (r.OPEN, "export register 2.8.0 advanced 1.5 kWh"),
+        (r.CLOSE, "export register 2.8.0 still"),
+    ]
