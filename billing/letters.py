@@ -4,8 +4,8 @@ isključenje, for field staff).
 
 Letters are rendered on demand from the trace row of their step (`collection_steps`): the
 row keeps the amounts, invoices and metering points the letter states, so printing a letter
-again gives the same text. The text uses DejaVu Sans when reportlab finds it on its font
-search path (for č, ć, đ, š, ž); otherwise Helvetica with those letters transliterated.
+again gives the same text. Fonts come from `billing.invoice_pdf` (DejaVu Sans on reportlab's
+font path, for č, ć, đ, š, ž; otherwise Helvetica with those letters transliterated).
 """
 
 from __future__ import annotations
@@ -13,17 +13,15 @@ from __future__ import annotations
 import io
 from dataclasses import dataclass
 from datetime import date, timedelta
-from functools import lru_cache
 from typing import Any
 
 import psycopg
 from reportlab.lib.pagesizes import A4
 from reportlab.lib.units import mm
-from reportlab.pdfbase import pdfmetrics
-from reportlab.pdfbase.ttfonts import TTFont
 from reportlab.pdfgen.canvas import Canvas
 
 from billing import BillingError
+from billing.invoice_pdf import _ASCII, DEFAULT_FONT, _fonts  # the one font helper
 from rating.money import format_km
 
 TITLES = {
@@ -32,7 +30,6 @@ TITLES = {
     "disconnection": "NALOG ZA ISKLJUČENJE",
     "legal": "OBAVIJEST O PODNOŠENJU TUŽBE",
 }
-_ASCII = str.maketrans("čćđšžČĆĐŠŽ", "ccdszCCDSZ")
 
 
 @dataclass(frozen=True)
@@ -49,15 +46,9 @@ class Letter:
     detail: dict[str, Any]
 
 
-@lru_cache(maxsize=1)
 def font_names() -> tuple[str, str, bool]:
-    """(regular, bold, unicode?) — DejaVu Sans if found, else Helvetica."""
-    try:
-        pdfmetrics.registerFont(TTFont("DejaVuSans", "DejaVuSans.ttf"))
-        pdfmetrics.registerFont(TTFont("DejaVuSans-Bold", "DejaVuSans-Bold.ttf"))
-    except Exception:  # reportlab raises TTFError or OSError when the file is missing
-        return "Helvetica", "Helvetica-Bold", False
-    return "DejaVuSans", "DejaVuSans-Bold", True
+    """(regular, bold, unicode?): the invoice PDF's fonts (DejaVu Sans or Helvetica)."""
+    return _fonts(DEFAULT_FONT)
 
 
 def body_lines(letter: Letter) -> list[str]:
