@@ -106,6 +106,33 @@ TEXTS: dict[str, tuple[str, str]] = {  # key: (bosanski, English)
     "not_found": ("Stranica nije pronađena", "Page not found"),
     "no_such_invoice": ("Taj račun ne postoji ili nije vaš.",
                         "That invoice does not exist or is not yours."),
+    "self_read_title": ("Očitanje brojila", "Meter reading"),
+    "self_read_intro": ("Upišite stanje koje pokazuje brojilo (cijeli broj, a ako brojilo "
+                        "pokazuje i decimale, najviše tri). Vrijeme očitanja je trenutak "
+                        "slanja. Polja koja ostavite prazna se ne šalju.",
+                        "Type what the meter shows (whole units and, if the meter shows "
+                        "them, up to three decimals). The reading is taken at the moment "
+                        "you send it. Empty fields are not sent."),
+    "meter": ("Brojilo", "Meter"),
+    "last_read": ("Zadnje očitanje: {value}, {day}", "Last reading: {value}, {day}"),
+    "no_last_read": ("Još nema očitanja.", "No reading yet."),
+    "reg_1.8.1": ("Viša tarifa (VT)", "Day rate (VT)"),
+    "reg_1.8.2": ("Niža tarifa (MT)", "Night rate (MT)"),
+    "reg_1.8.0": ("Ukupno", "Total"),
+    "reg_8.0": ("Stanje vodomjera", "Water meter"),
+    "submit_reads": ("Pošalji očitanje", "Send the reading"),
+    "no_meters": ("Na vašim mjernim mjestima nema brojila koja možete očitati.",
+                  "There is no meter you can read at your metering points."),
+    "read_accepted": ("Primljeno: {value}.", "Received: {value}."),
+    "read_advance": ("Potrošnja od zadnjeg očitanja: {advance}.",
+                     "Consumption since the last reading: {advance}."),
+    "read_duplicate": ("Ovo očitanje je već zabilježeno.", "This reading is already recorded."),
+    "read_rejected": ("Nije prihvaćeno: {reason}", "Not accepted: {reason}"),
+    "reason_backwards": ("vrijednost je manja od zadnjeg očitanja ({last}).",
+                         "the value is lower than the last reading ({last})."),
+    "read_invalid": ("Upišite broj sa najviše tri decimale, npr. 12345,678.",
+                     "Type a number with at most three decimals, e.g. 12345.678."),
+    "nothing_entered": ("Upišite barem jedno stanje brojila.", "Type at least one reading."),
     "svc_electricity": ("Električna energija", "Electricity"),
     "svc_water": ("Voda i kanalizacija", "Water and sewage"),
     "svc_waste": ("Odvoz smeća", "Waste collection"),
@@ -233,6 +260,11 @@ class Formats:
 
     def unit(self, name: str) -> str:
         return unit(name, self.lang)
+
+    def register(self, obis: str) -> str:
+        """A register's name ('Viša tarifa (VT)' for 1.8.1), else its OBIS code."""
+        key = f"reg_{obis}"
+        return text(self.lang, key) if key in TEXTS else obis
 
     def price(self, micro: int) -> str:
         """A unit price as printed on the invoice (up to 6 decimals): '0,1578'."""

@@ -38,7 +38,8 @@ from billing.accounts import (
 HERE = Path(__file__).resolve().parent.parent
 TEMPLATES = Jinja2Templates(directory=HERE / "templates")
 CSRF_COOKIE = "portal_csrf"
-MAX_FORM_BYTES = 8192
+MAX_FORM_BYTES = 16384
+MAX_FORM_FIELDS = 100
 CHART_MONTHS = 24
 
 router = APIRouter(include_in_schema=False)
@@ -46,7 +47,10 @@ router = APIRouter(include_in_schema=False)
 
 def install(app: FastAPI) -> None:
     """Add the pages and their stylesheet (``/static``) to the application."""
+    from api.routes import self_read
+
     app.include_router(router)
+    app.include_router(self_read.router)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
 
 
@@ -64,7 +68,8 @@ async def form_fields(request: Request) -> dict[str, str]:
         if len(body) > MAX_FORM_BYTES:
             return {}
     try:
-        pairs = parse_qsl(body.decode("utf-8"), keep_blank_values=True, max_num_fields=20)
+        pairs = parse_qsl(body.decode("utf-8"), keep_blank_values=True,
+                          max_num_fields=MAX_FORM_FIELDS)
     except (UnicodeDecodeError, ValueError):
         return {}
     fields: dict[str, str] = {}

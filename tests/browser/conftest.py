@@ -49,6 +49,7 @@ class Portal:
     url: str
     customer_id: str
     password: str
+    db_url: str
 
 
 def _browser_paths() -> tuple[str, str]:
@@ -105,7 +106,7 @@ def portal(db_url: str) -> Iterator[Portal]:
                 pytest.fail("uvicorn did not start")
             time.sleep(0.05)
         try:
-            yield Portal(f"http://127.0.0.1:{port}", DEMO_CUSTOMER, DEMO_PASSWORD)
+            yield Portal(f"http://127.0.0.1:{port}", DEMO_CUSTOMER, DEMO_PASSWORD, db_url)
         finally:
             server.should_exit = True
             thread.join(timeout=10)

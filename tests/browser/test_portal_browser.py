@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psycopg
 import pytest
 
 from tests.browser.conftest import ARTIFACTS, DESKTOP, PHONE, Portal
@@ -19,6 +20,21 @@ pytest.importorskip("selenium", reason="pip install selenium")
 
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.common.keys import Keys  # noqa: E402
+from selenium.webdriver.support import expected_conditions  # noqa: E402
+from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
+
+
+def navigate(driver: Any, action: Any) -> None:
+    """Do something that loads a new page (a click, Enter, a submit) and wait for that page."""
+    old = driver.find_element(By.TAG_NAME, "html")
+    action()
+    WebDriverWait(driver, 15).until(expected_conditions.staleness_of(old))
+    WebDriverWait(driver, 15).until(
+        lambda d: d.execute_script("return document.readyState") == "complete")
+
+
+def click(driver: Any, by: str, what: str) -> None:
+    navigate(driver, driver.find_element(by, what).click)
 
 
 def emulate(driver: Any, size: tuple[int, int], *, mobile: bool) -> None:
@@ -50,7 +66,7 @@ def log_in(driver: Any, portal: Portal, password: str | None = None) -> None:
     driver.find_element(By.ID, "customer_id").send_keys(portal.customer_id)
     field = driver.find_element(By.ID, "password")
     field.send_keys(password or portal.password)
-    field.send_keys(Keys.ENTER)  # the keyboard alone submits the form
+    navigate(driver, lambda: field.send_keys(Keys.ENTER))  # the keyboard alone submits
 
 
 def api(driver: Any, portal: Portal, path: str) -> Any:
@@ -105,7 +121,7 @@ def test_login_overview_invoices_detail_logout(portal: Portal, browser: Any) -> 
     screenshot(browser, "overview-desktop")
     assert_console_clean(browser)
 
-    browser.find_element(By.LINK_TEXT, "Računi").click()
+    click(browser, By.LINK_TEXT, "Računi")
     assert path_of(browser, portal) == "/racuni"
     listed = api(browser, portal, "/api/v1/portal/invoices")
     rows = browser.find_elements(By.CSS_SELECTOR, "table.invoices tbody tr")
@@ -121,7 +137,7 @@ def test_login_overview_invoices_detail_logout(portal: Portal, browser: Any) -> 
         f"{portal.url}/api/v1/portal/invoices/{newest['number']}/pdf")
     screenshot(browser, "invoices-desktop")
 
-    browser.find_element(By.LINK_TEXT, newest["number"]).click()
+    click(browser, By.LINK_TEXT, newest["number"])
     assert path_of(browser, portal) == f"/racuni/{newest['number']}"
     detail = api(browser, portal, f"/api/v1/portal/invoices/{newest['number']}")
     assert attr(browser, "#invoice-total") == detail["total"]
@@ -132,7 +148,7 @@ def test_login_overview_invoices_detail_logout(portal: Portal, browser: Any) -> 
     screenshot(browser, "invoice-desktop")
     assert_console_clean(browser)
 
-    browser.find_element(By.CSS_SELECTOR, "form.logout button").click()
+    click(browser, By.CSS_SELECTOR, "form.logout button")
     assert path_of(browser, portal) == "/prijava?odjava=1"
     assert "Odjavljeni ste." in browser.find_element(By.CSS_SELECTOR, "[role=status]").text
     assert browser.get_cookie("portal_session") is None
@@ -154,7 +170,7 @@ def test_wrong_password_shows_the_error(portal: Portal, browser: Any) -> None:
     browser.find_element(By.ID, "customer_id").send_keys("999999")
     field = browser.find_element(By.ID, "password")
     field.send_keys(portal.password)
-    field.submit()
+    navigate(browser, field.submit)
     assert path_of(browser, portal) == "/prijava"
     assert browser.find_element(By.CSS_SELECTOR, "[role=alert]").text == message
 
@@ -170,8 +186,7 @@ def test_phone_layout_keyboard_and_language(portal: Portal, browser: Any) -> Non
         width = browser.execute_script("return document.documentElement.scrollWidth")
         assert width <= PHONE[0], f"{page} scrolls sideways on a phone ({width}px)"
         screenshot(browser, f"{name}-phone")
-    first = browser.find_element(By.CSS_SELECTOR, "tbody tr th a")
-    first.click()
+    click(browser, By.CSS_SELECTOR, "tbody tr th a")
     assert browser.execute_script("return document.documentElement.scrollWidth") <= PHONE[0]
     screenshot(browser, "invoice-phone")
 
@@ -185,7 +200,7 @@ def test_phone_layout_keyboard_and_language(portal: Portal, browser: Any) -> Non
         "return getComputedStyle(document.activeElement).outlineStyle")
     assert outline == "solid"
 
-    browser.find_element(By.LINK_TEXT, "English").click()
+    click(browser, By.LINK_TEXT, "English")
     assert browser.find_element(By.TAG_NAME, "html").get_attribute("lang") == "en"
     assert browser.find_element(By.TAG_NAME, "h1").text == "Account overview"
     balance = browser.find_element(By.ID, "balance")
@@ -193,4 +208,38 @@ def test_phone_layout_keyboard_and_language(portal: Portal, browser: Any) -> Non
     browser.get(portal.url + "/racuni")  # the choice is remembered
     assert browser.find_element(By.TAG_NAME, "h1").text == "Invoices"
     screenshot(browser, "invoices-phone-en")
+    assert_console_clean(browser)
+
+
+def test_self_read_form(portal: Portal, browser: Any) -> None:
+    with psycopg.connect(portal.db_url) as conn:
+        found = conn.execute(
+            """SELECT s.meter_id, s.last_value_milli FROM meter_state s
+               JOIN meters m USING (meter_id)
+               JOIN meter_installations i USING (meter_id)
+               JOIN contracts c ON c.metering_point_id = i.metering_point_id
+                    AND c.service = m.service
+               WHERE c.customer_id = %s AND m.service = 'electricity'
+                 AND s.register = '1.8.1'""", (portal.customer_id,)).fetchone()
+    assert found is not None
+    meter_id, last_milli = found
+    emulate(browser, PHONE, mobile=True)
+    log_in(browser, portal)
+    click(browser, By.LINK_TEXT, "Očitanje")
+    assert path_of(browser, portal) == "/ocitanje"
+    typed = f"{(last_milli + 12_500) // 1000},{(last_milli + 12_500) % 1000:03d}"
+    field = browser.find_element(By.ID, f"in-{meter_id}-1.8.1")
+    assert field.get_attribute("inputmode") == "decimal"
+    field.send_keys(typed)
+    screenshot(browser, "self-read-phone")
+    click(browser, By.CSS_SELECTOR, "form.reads button[type=submit]")
+    result = browser.find_element(By.ID, f"in-{meter_id}-1.8.1-answer")
+    assert result.get_attribute("data-status") == "accepted"
+    assert result.text.endswith("Potrošnja od zadnjeg očitanja: 12,5 kWh.")
+    screenshot(browser, "self-read-answer-phone")
+    with psycopg.connect(portal.db_url) as conn:
+        row = conn.execute(
+            "SELECT value_milli, source FROM readings WHERE meter_id = %s AND register = '1.8.1'"
+            " ORDER BY read_at DESC LIMIT 1", (meter_id,)).fetchone()
+    assert row == (last_milli + 12_500, "self")
     assert_console_clean(browser)
