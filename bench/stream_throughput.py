@@ -170,7 +170,9 @@ def observe(fig: Figures, reads: int, url: str, fn: Callable[[], tuple[float, fl
     fig.client_us.append(1e6 * ((c1 - c0) if math.isnan(app) else app) / reads)
     fig.server_us.append(1e6 * pg / reads)
     fig.idle.append((i1 - i0) / (t1 - t0) if t1 > t0 else NAN)
-    print("   ", fig.text(), flush=True)
+    print(f"    run {len(fig.rates)}: {rate:,.0f} reads/s; CPU per read: app "
+          f"{fig.client_us[-1]:.0f} µs, PostgreSQL {fig.server_us[-1]:.0f} µs; "
+          f"machine idle {fig.idle[-1]:.0%}", flush=True)
 
 
 # --- brokers, workers, messages --------------------------------------------------------------
@@ -594,6 +596,7 @@ def run(args: argparse.Namespace) -> None:
     def measure(key: str, label: str, fn: Callable[[], tuple[float, float]],
                 count: int = n) -> None:
         figs[key] = fig = Figures(label)
+        print(label, flush=True)
         for _ in range(args.runs):
             observe(fig, count, url, fn)
 
@@ -658,7 +661,7 @@ def run(args: argparse.Namespace) -> None:
 
 
 def summary(figs: dict[str, Figures], flat: Latency, paced: Latency) -> None:
-    print()
+    print(f"\nmedians (load average now {os.getloadavg()[0]:.1f}):")
     for fig in figs.values():
         print(fig.text())
     print(flat.text("latency, MQTT flat out (a backlog)"))
