@@ -54,16 +54,20 @@ def evaluate_batch(
 ) -> list[dict[str, Any]]:
     """Alerts opened or closed by one stored batch (accepted reads with their original
     payload, and their intervals); returns the ``meter.alerts.v1`` events."""
+    active = refresh_gauge(conn)  # kinds with active alerts: closing the others is moot
     findings = rules.flag_findings(reads, meters)
     findings += rules.reverse_register_findings(intervals, meters, th)
     findings += _leak_findings(conn, intervals, meters, th)
     findings += _daily_findings(conn, intervals, meters, th)
-    findings += [  # any read of a meter ends its communication loss
-        rules.Finding(m, "communication_loss", rules.CLOSE, detail={"text": "reads arrive again"})
-        for m in sorted({r.meter_id for r, _ in reads})
-    ]
+    if "communication_loss" in active:  # any read of a meter ends its communication loss
+        findings += [
+            rules.Finding(m, "communication_loss", rules.CLOSE, detail={"text": "reads again"})
+            for m in sorted({r.meter_id for r, _ in reads})
+        ]
+    findings = [f for f in findings if f.decision == rules.OPEN or f.kind in active]
     events = apply_findings(conn, findings, now)
-    refresh_gauge(conn)
+    if events:
+        refresh_gauge(conn)
     publish(producer, events)
     return events
 
@@ -162,15 +166,19 @@ def apply_findings(
     return events
 
 
-def refresh_gauge(conn: psycopg.Connection) -> None:
+def refresh_gauge(conn: psycopg.Connection) -> set[str]:
+    """Set the gauge from the table; return the kinds that have active alerts."""
     counts = dict.fromkeys(KINDS, 0)
+    active = set()
     for kind, n in conn.execute(  # the predicate of the partial index meter_alerts_one_active
         """SELECT kind, count(*) FILTER (WHERE state = 'open') FROM meter_alerts
            WHERE state <> 'closed' GROUP BY kind"""
     ):
         counts[kind] = n
+        active.add(kind)
     for kind, n in counts.items():
         METER_ALERTS_OPEN.labels(kind).set(n)
+    return active
 
 
 def publish(producer: AlertProducer | None, events: Sequence[dict[str, Any]]) -> None:
