@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from datetime import date
 from pathlib import Path
 
+from app.cli_money import add_money_commands
 from app.clock import now_utc, today_local
 from app.demo_load import load_demo
 from app.roles import cmd_api, cmd_gateway, cmd_run, cmd_worker, read_producer
@@ -139,6 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
     gw = sub.add_parser("gateway-token", help="register an ingest gateway; prints its token once")
     gw.add_argument("gateway_id")
     gw.set_defaults(func=cmd_gateway_token)
+    add_money_commands(sub)
     return p
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
 from pathlib import Path
 
 import psycopg
@@ -53,3 +54,27 @@ def test_demo_data_small(
         assert paid is not None and 20 <= paid[0] <= 36
         demo = conn.execute("SELECT count(*) FROM payments WHERE customer_id = '100001'").fetchone()
         assert demo == (2,)  # the newest invoice stays open
+
+
+def test_collections_and_aging_commands(
+    db_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("BILLING_DATABASE_URL", db_url)
+    assert main(["demo-data", "--customers", "40", "--months", "4", "--end-period", "2026-06"]) == 0
+    capsys.readouterr()
+    assert main(["collections", "--date", "2026-08-20"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("collections 2026-08-20:") and "accounts examined" in out
+    assert main(["aging", "--as-of", "2026-08-20"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split()[0] == "customer" and lines[-1].startswith("TOTAL")
+    with psycopg.connect(db_url) as conn:
+        open_fen = conn.execute(
+            "SELECT (SELECT coalesce(sum(total_fen), 0) FROM invoices)"
+            " - (SELECT coalesce(sum(amount_fen), 0) FROM payments)"
+        ).fetchone()
+    total_fen = int(Decimal(lines[-1].split()[-1]) * 100)
+    assert open_fen is not None and open_fen[0] > 0
+    # interest charged by the run comes on top of what invoices minus payments leave open
+    assert total_fen >= open_fen[0]
+    assert total_fen == sum(int(Decimal(line.split()[-1]) * 100) for line in lines[1:-1])
