@@ -54,6 +54,8 @@ def evaluate_batch(
 ) -> list[dict[str, Any]]:
     """Alerts opened or closed by one stored batch (accepted reads with their original
     payload, and their intervals); returns the ``meter.alerts.v1`` events."""
+    if not reads and not intervals:
+        return []
     active = refresh_gauge(conn)  # kinds with active alerts: closing the others is moot
     findings = rules.flag_findings(reads, meters)
     findings += rules.reverse_register_findings(intervals, meters, th)
