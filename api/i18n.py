@@ -35,7 +35,7 @@ TEXTS: dict[str, tuple[str, str]] = {  # key: (bosanski, English)
     "language": ("Jezik", "Language"),
     "nav_overview": ("Pregled", "Overview"),
     "nav_invoices": ("Računi", "Invoices"),
-    "nav_self_read": ("Očitanje", "Meter reading"),
+    "nav_self_read": ("Očitanje", "Readings"),
     "logout": ("Odjava", "Log out"),
     "login_title": ("Prijava", "Log in"),
     "login_intro": ("Prijavite se brojem kupca (šifra potrošača) sa uplatnice i lozinkom.",

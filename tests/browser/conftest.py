@@ -61,6 +61,13 @@ def _browser_paths() -> tuple[str, str]:
     return driver, browser
 
 
+@pytest.fixture(autouse=True)
+def _needs_chromium() -> None:
+    """Skip before any database work when the browser is missing."""
+    _browser_paths()
+    pytest.importorskip("selenium", reason="pip install selenium")
+
+
 def seed_demo(db_url: str) -> None:
     """Three demo customers, 24 months of reads through the real chain, every month closed,
     payments as the demo payers make them (the demo customer leaves the newest invoice open)."""
@@ -90,7 +97,6 @@ def portal(db_url: str) -> Iterator[Portal]:
     """The real app (uvicorn, plain local HTTP) on 127.0.0.1 with the demo data seeded."""
     import uvicorn
 
-    _browser_paths()
     seed_demo(db_url)
     settings = Settings(cookie_secure=False)  # plain HTTP on localhost
     with ConnectionPool(db_url, min_size=1, max_size=4, open=True) as pool:

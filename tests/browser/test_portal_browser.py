@@ -207,6 +207,9 @@ def test_phone_layout_keyboard_and_language(portal: Portal, browser: Any) -> Non
     assert balance.text == f"{Decimal(balance.get_attribute('value')):,.2f} KM"  # 1,234.56
     browser.get(portal.url + "/racuni")  # the choice is remembered
     assert browser.find_element(By.TAG_NAME, "h1").text == "Invoices"
+    assert browser.execute_script("return document.documentElement.scrollWidth") <= PHONE[0]
+    logout = browser.find_element(By.CSS_SELECTOR, "form.logout button")
+    assert logout.location["x"] + logout.size["width"] <= PHONE[0]
     screenshot(browser, "invoices-phone-en")
     assert_console_clean(browser)
 
