@@ -1,4 +1,5 @@
-"""`billing` subcommands of the money side: collections run, aging report, letters."""
+"""`billing` subcommands of the money side: collections, aging, letters, bank statements,
+ledger reports, invoice PDFs."""
 
 from __future__ import annotations
 
@@ -74,6 +75,86 @@ def cmd_letter(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_import_statement(settings: Settings, args: argparse.Namespace) -> int:
+    from app.clock import now_utc
+    from billing.bank_import import import_statement
+    from billing.bank_parse import StatementError
+
+    rt = bootstrap(settings, pool_size=1)
+    try:
+        with rt.pool.connection() as conn:
+            report = import_statement(conn, Path(args.file), now=now_utc(), channel=args.channel)
+    except StatementError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        rt.close()
+    print(report.summary())
+    for line in report.lines:
+        print(f"  {line}")
+    return 0
+
+
+def cmd_trial_balance(settings: Settings, args: argparse.Namespace) -> int:
+    from billing.ledger_reports import trial_balance
+    from rating.money import format_km
+
+    as_of = date.fromisoformat(args.as_of) if args.as_of else today_local()
+    rt = bootstrap(settings, pool_size=1)
+    try:
+        with rt.pool.connection() as conn:
+            tb = trial_balance(conn, as_of)
+    finally:
+        rt.close()
+    print(f"trial balance as of {as_of}")
+    print(f"{'account':<8}{'name':<40}{'debit':>14}{'credit':>14}{'balance':>14}")
+    for r in tb.rows:
+        print(
+            f"{r.account:<8}{r.name[:39]:<40}{format_km(r.debit_fen):>14}"
+            f"{format_km(r.credit_fen):>14}{format_km(r.balance_fen):>14}"
+        )
+    print(f"{'':<8}{'TOTAL':<40}{format_km(tb.debit_fen):>14}{format_km(tb.credit_fen):>14}")
+    return 0
+
+
+def cmd_ledger_export(settings: Settings, args: argparse.Namespace) -> int:
+    from billing.ledger_reports import export_csv
+
+    rt = bootstrap(settings, pool_size=1)
+    try:
+        with rt.pool.connection() as conn:
+            text = export_csv(conn, args.period)
+    finally:
+        rt.close()
+    if args.out:
+        Path(args.out).write_text(text, encoding="utf-8")
+        print(f"journal of {args.period} written to {args.out}")
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def cmd_invoice_pdf(settings: Settings, args: argparse.Namespace) -> int:
+    from billing.invoice_pdf import UtilityInfo, load_invoice, render_invoice_pdf
+
+    rt = bootstrap(settings, pool_size=1)
+    try:
+        with rt.pool.connection() as conn:
+            invoice = load_invoice(conn, args.number)
+    finally:
+        rt.close()
+    if invoice is None:
+        print(f"error: no invoice {args.number}", file=sys.stderr)
+        return 2
+    pdf = render_invoice_pdf(
+        invoice, utility=UtilityInfo(settings.recipient_account), lang=args.lang
+    )
+    out = args.out or f"racun-{args.number}.pdf"
+    Path(out).write_bytes(pdf)
+    print(f"invoice {args.number} written to {out} ({len(pdf):,} bytes)")
+    return 0
+
+
 def add_money_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     col = sub.add_parser("collections", help="daily collections run: reminders → court")
     col.add_argument("--date", help="YYYY-MM-DD (default: today)")
@@ -86,3 +167,19 @@ def add_money_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser])
     letter.add_argument("ref")
     letter.add_argument("--out", required=True)
     letter.set_defaults(func=cmd_letter)
+    stmt = sub.add_parser("import-statement", help="import a bank statement (camt.053 or CSV)")
+    stmt.add_argument("file")
+    stmt.add_argument("--channel", default="bank", help="bank | posta | …")
+    stmt.set_defaults(func=cmd_import_statement)
+    tb = sub.add_parser("trial-balance", help="trial balance of the general ledger")
+    tb.add_argument("--as-of", help="YYYY-MM-DD (default: today)")
+    tb.set_defaults(func=cmd_trial_balance)
+    exp = sub.add_parser("ledger-export", help="journal entries as CSV for the accounting system")
+    exp.add_argument("--period", required=True, help="YYYY or YYYY-MM")
+    exp.add_argument("--out")
+    exp.set_defaults(func=cmd_ledger_export)
+    pdf = sub.add_parser("invoice-pdf", help="write an invoice as PDF")
+    pdf.add_argument("number")
+    pdf.add_argument("--lang", choices=["bs", "en"], default="bs")
+    pdf.add_argument("--out")
+    pdf.set_defaults(func=cmd_invoice_pdf)

@@ -24,7 +24,8 @@ class Settings(BaseSettings):
     session_absolute_hours: int = Field(default=12, ge=1)
     payment_days: int = Field(default=15, ge=0, le=120, description="due date = issue + N days")
     recipient_account: str = Field(
-        default="1549990000000099", description="the utility's BiH bank account (16 digits)"
+        default="1549990000000053",
+        description="the utility's BiH bank account (16 digits, MOD 97-10)",
     )
     operator_token: SecretStr | None = Field(
         default=None, description="bearer token for operator calls (close) until operator accounts"

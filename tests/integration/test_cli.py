@@ -78,3 +78,27 @@ def test_collections_and_aging_commands(
     # interest charged by the run comes on top of what invoices minus payments leave open
     assert total_fen >= open_fen[0]
     assert total_fen == sum(int(Decimal(line.split()[-1]) * 100) for line in lines[1:-1])
+
+
+def test_ledger_and_pdf_commands(
+    db_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+) -> None:
+    monkeypatch.setenv("BILLING_DATABASE_URL", db_url)
+    assert main(["demo-data", "--customers", "10", "--months", "2", "--end-period", "2026-06"]) == 0
+    capsys.readouterr()
+    assert main(["trial-balance", "--as-of", "2026-12-31"]) == 0
+    total = capsys.readouterr().out.splitlines()[-1].split()
+    assert total[0] == "TOTAL" and total[1] == total[2] and Decimal(total[1]) > 0
+    out = tmp_path / "journal.csv"
+    assert main(["ledger-export", "--period", "2026", "--out", str(out)]) == 0
+    assert len(out.read_text().splitlines()) > 10
+    with psycopg.connect(db_url) as conn:
+        number = conn.execute("SELECT min(invoice_number) FROM invoices").fetchone()
+    assert number is not None
+    pdf = tmp_path / "invoice.pdf"
+    assert main(["invoice-pdf", number[0], "--out", str(pdf)]) == 0
+    assert pdf.read_bytes().startswith(b"%PDF")
+    assert main(["invoice-pdf", "1999-999999"]) == 2
