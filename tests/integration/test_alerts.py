@@ -104,8 +104,12 @@ def test_leak_over_four_nights_opens_once_and_a_dry_night_closes(conn: psycopg.C
             at = local(day) + timedelta(hours=h)
             total += (10 if wet else 2) if (at.astimezone(LOCAL_TZ).hour - 1) % 24 < 6 else 30
             batch.append(read("W1", at, total))
-        events = push(conn, batch, local(day + timedelta(days=1), 1))
+        now = local(day + timedelta(days=1), 1)
+        events = push(conn, batch, now)
         opened_after.append([(e["kind"], e["state"]) for e in events])
+        with conn.transaction():  # a redelivered batch: duplicates, no new alert
+            again = process_reads(conn, batch, channel="test", now=int(now.timestamp()))
+        assert (again.duplicates, again.alerts) == (24, [])
     # nights 10, 11, 12 wet → opens with the third; the fourth refreshes; the dry fifth closes
     assert opened_after == [[], [], [("leak", "open")], [], [("leak", "closed")]]
     rows = alerts(conn, "leak")
