@@ -155,6 +155,21 @@ def cmd_invoice_pdf(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_alerts_sweep(settings: Settings, _args: argparse.Namespace) -> int:
+    """Open or close communication-loss alerts; run it every few minutes (cron, closer)."""
+    from app.clock import now_utc
+    from stream.alerts import sweep_communication_loss
+
+    rt = bootstrap(settings, pool_size=1)
+    try:
+        with rt.pool.connection() as conn, conn.transaction():
+            events = sweep_communication_loss(conn, int(now_utc().timestamp()))
+    finally:
+        rt.close()
+    print(f"communication-loss sweep: {len(events)} alert(s) opened or closed")
+    return 0
+
+
 def add_money_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     col = sub.add_parser("collections", help="daily collections run: reminders → court")
     col.add_argument("--date", help="YYYY-MM-DD (default: today)")
@@ -183,3 +198,5 @@ def add_money_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser])
     pdf.add_argument("--lang", choices=["bs", "en"], default="bs")
     pdf.add_argument("--out")
     pdf.set_defaults(func=cmd_invoice_pdf)
+    sweep = sub.add_parser("alerts-sweep", help="open/close communication-loss alerts")
+    sweep.set_defaults(func=cmd_alerts_sweep)

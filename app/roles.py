@@ -7,6 +7,7 @@ import contextlib
 import sys
 import threading
 
+from app.bootstrap import Runtime
 from app.clock import now_utc
 from app.demo_load import load_demo
 from app.settings import Settings
@@ -82,6 +83,20 @@ def _apply_address(settings: Settings, args: argparse.Namespace) -> None:
         settings.port = args.port
 
 
+def _sweep_alerts(rt: Runtime, stop: threading.Event, every_s: float = 300.0) -> None:
+    """Communication-loss alerts need a clock, not a read: sweep every few minutes."""
+    import logging
+
+    from stream.alerts import sweep_communication_loss
+
+    while not stop.wait(every_s):
+        try:
+            with rt.pool.connection() as conn, conn.transaction():
+                sweep_communication_loss(conn, int(now_utc().timestamp()))
+        except Exception:  # a failed sweep must not stop the service; the next one retries
+            logging.getLogger(__name__).exception("alerts sweep failed")
+
+
 def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
     """Everything in one command: database, demo data on first start, API and portal,
     meter simulator; with BILLING_KAFKA_BOOTSTRAP also a Kafka worker (and the MQTT
@@ -152,6 +167,11 @@ def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
         f"Portal and API on http://{settings.host}:{settings.port}  "
         f"(demo login: customer ID 100001, password demo)",
         flush=True,
+    )
+    threads.append(
+        threading.Thread(
+            target=_sweep_alerts, args=(rt, stop), name="alerts-sweep", daemon=True
+        )
     )
     for t in threads:
         t.start()
