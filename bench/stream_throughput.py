@@ -178,6 +178,10 @@ def observe(fig: Figures, reads: int, url: str, fn: Callable[[], tuple[float, fl
 # --- brokers, workers, messages --------------------------------------------------------------
 
 
+def admin_client(bootstrap: str) -> AdminClient:
+    return AdminClient({"bootstrap.servers": bootstrap, "log_level": 4})  # no info lines
+
+
 @dataclass
 class Bench:
     bootstrap: str
@@ -189,7 +193,7 @@ class Bench:
 
     def topic(self, name: str) -> str:
         full = f"bench.{self.u}.{name}"
-        admin = AdminClient({"bootstrap.servers": self.bootstrap})
+        admin = admin_client(self.bootstrap)
         for fut in admin.create_topics([NewTopic(full, 4, 1)]).values():
             fut.result(30)
         return full
@@ -204,7 +208,7 @@ class Bench:
                    BILLING_WORKER_BATCH_SECONDS=str(self.settings.worker_batch_seconds))
         started = [self._spawn([sys.executable, "-m", "stream.worker"], f"{group}-{k}", env)
                    for k in range(n)]
-        admin = AdminClient({"bootstrap.servers": self.bootstrap})
+        admin = admin_client(self.bootstrap)
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline and all(p.poll() is None for p in started):
             info = admin.describe_consumer_groups([group])[group].result(10)
@@ -240,7 +244,7 @@ class Bench:
         self.workers.clear()
 
     def delete_topics(self) -> None:
-        admin = AdminClient({"bootstrap.servers": self.bootstrap})
+        admin = admin_client(self.bootstrap)
         mine = [t for t in admin.list_topics(timeout=10).topics if t.startswith(f"bench.{self.u}")]
         for fut in (admin.delete_topics(mine) if mine else {}).values():
             fut.result(30)
@@ -565,7 +569,7 @@ def mqtt_e2e(b: Bench, messages: Sequence[Outgoing], reads: int, creds: tuple[st
 def run(args: argparse.Namespace) -> None:
     bootstrap = os.environ.get("BILLING_KAFKA_BOOTSTRAP", "127.0.0.1:19092")
     try:
-        AdminClient({"bootstrap.servers": bootstrap}).list_topics(timeout=5)
+        admin_client(bootstrap).list_topics(timeout=5)
     except Exception as exc:
         raise SystemExit(f"Kafka at {bootstrap}: {exc}; infra/kafka/kafka.sh start") from exc
     cred_file = Path(os.environ.get("BILLING_MQTT_CREDENTIALS",
