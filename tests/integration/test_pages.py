@@ -247,7 +247,7 @@ def test_invoices_and_invoice_detail(pool: ConnectionPool, clock: Clock) -> None
     assert detail.status_code == 200
     assert data_value(html, "invoice-total") == "76.86"
     assert '<dd class="mono" id="payment-reference">REF-2026-000003</dd>' in html
-    assert "154 999 00000000 99" in html  # the default recipient account, grouped
+    assert "154 999 00000000 53" in html  # the default recipient account, grouped
     lines = re.findall(r'<tr class="line">(.*?)</tr>', html, re.S)
     assert len(lines) == 6
     assert "energy_vt_higher MP-A" in lines[0] and "180 kWh" in lines[0]
