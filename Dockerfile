@@ -19,10 +19,11 @@ RUN mkdir -p app schemas ingest stream rating billing api \
 
 COPY . .
 RUN pip install --no-deps . \
-    && useradd --system --create-home --uid 10001 billing
+    && useradd --system --no-create-home --uid 10001 billing \
+    && mkdir -p /srv/billing && chown billing /srv/billing
 
 USER billing
-WORKDIR /home/billing
+WORKDIR /srv/billing
 ENV BILLING_HOST=0.0.0.0
 EXPOSE 8000 9108
 CMD ["billing", "api"]
