@@ -17,7 +17,7 @@ from fastapi.responses import JSONResponse, Response
 
 from api.charts import Bar, bar_chart
 from api.deps import Conn, Now, Operator, Today
-from api.i18n import Formats
+from api.i18n import Formats, text
 from api.ops_queries import (
     city_hourly,
     customer_file,
@@ -62,8 +62,9 @@ def _hourly_charts(hourly: dict[str, list[Any]], lang: str) -> list[dict[str, st
             local = start.astimezone(LOCAL_TZ)
             bars.append(Bar(label=f"{local:%H}", year="", name=f"{local:%d.%m. %H}h",
                             value=qty, text=fmt.qty(qty, unit)))
-        svg = bar_chart(bars, chart_id=f"hourly-{svc}", title=svc,
-                        desc=f"{svc}: 24 h", unit_label=fmt.unit(unit) if unit else "",
+        name = text(lang, f"svc_{svc}")
+        svg = bar_chart(bars, chart_id=f"hourly-{svc}", title=name, desc=f"{name}: 24 h",
+                        unit_label=fmt.unit(unit) if unit else "",
                         scale=1000, axis_text=lambda v, d: f"{v / 1000:.{d}f}")
         charts.append({"service": svc, "svg": svg,
                        "total": fmt.qty(sum(q for _s, q in hours), unit)})

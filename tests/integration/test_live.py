@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import socket
 import threading
 import time
@@ -212,3 +213,82 @@ def test_sse_stream_ends_after_its_lifetime(pool: ConnectionPool) -> None:
             got = [name for name, _ in events(stream.iter_lines(), time.monotonic() + 10)]
         assert got == ["totals", "end"]
         assert time.monotonic() - started < 5
+
+
+# ---- operator screens ------------------------------------------------------------------
+
+OPS_PATHS = ("/ops", "/ops/map", "/ops/customers?q=Amra", "/ops/customers/100001",
+             "/api/v1/ops/metering-points.geojson")
+OP = {"Authorization": f"Bearer {OP_TOKEN}"}
+
+
+def test_operator_screens_refuse_without_operator_auth(pool: ConnectionPool) -> None:
+    with serve(make_app(pool)) as url, logged_in(url, "100001", PW_A) as customer:
+        for path in OPS_PATHS:
+            assert httpx.get(url + path).status_code == 401, path
+            assert httpx.get(url + path, headers={"Authorization": "Bearer wrong"}
+                             ).status_code == 401, path
+            assert customer.get(path).status_code == 401, path  # a portal session is no operator
+            assert httpx.get(url + path, headers=OP).status_code == 200, path
+
+
+def test_geojson_is_a_feature_collection_in_lon_lat(pool: ConnectionPool, db_url: str) -> None:
+    with psycopg.connect(db_url) as conn:
+        conn.execute("INSERT INTO meter_alerts (meter_id, metering_point_id, kind, opened_at,"
+                     " last_seen_at) VALUES ('E2', 'MP-B', 'tamper', %s, %s)", (NOW, NOW))
+    with serve(make_app(pool)) as url:
+        resp = httpx.get(f"{url}/api/v1/ops/metering-points.geojson", headers=OP)
+        assert resp.headers["content-type"].startswith("application/geo+json")
+        doc = resp.json()
+        page = httpx.get(f"{url}/ops/map", headers=OP).text
+    assert doc["type"] == "FeatureCollection"
+    by_id = {f["id"]: f for f in doc["features"]}
+    assert set(by_id) == {"MP-A", "MP-B"}
+    for feature in doc["features"]:
+        assert feature["type"] == "Feature" and feature["geometry"]["type"] == "Point"
+        lon, lat = feature["geometry"]["coordinates"]
+        assert 18 < lon < 19 and 44 < lat < 45  # Brčko: longitude first (RFC 7946)
+    assert by_id["MP-A"]["geometry"]["coordinates"] == [18.8103, 44.8725]
+    assert by_id["MP-A"]["properties"] | {"address": None} == {
+        "metering_point_id": "MP-A", "address": None, "services": ["electricity", "waste"],
+        "service": "mixed", "state": "metered", "open_alerts": 0}
+    assert (by_id["MP-B"]["properties"]["service"], by_id["MP-B"]["properties"]["open_alerts"]
+            ) == ("electricity", 1)
+    assert page.count('<circle class="mp"') == 2
+    assert 'data-id="MP-B" cx=' in page and 'stroke="#dc2626"' in page
+    assert "<script" not in page and "style=" not in page
+
+
+def test_dashboard_counts_reads_rejects_alerts_and_last_24_hours(
+        pool: ConnectionPool, db_url: str) -> None:
+    # 190 → 200 kWh ending 19 April 12:00 UTC: 10 kWh in the last 24 hours; one bad read
+    assert push(db_url, [read("200.000", "2026-04-19T12:00:00Z"),
+                         read("abc", "2026-04-19T13:00:00Z")]) == ["accepted", "rejected"]
+    with serve(make_app(pool)) as url:
+        html = httpx.get(f"{url}/ops?lang=en", headers=OP).text
+    assert '<p class="big" id="reads-last-hour">3</p>' in html  # every read arrived at NOW
+    assert '<p class="big" id="dead-letters">1</p>' in html
+    assert '<p class="big" id="open-alerts">0</p>' in html
+    assert "2026-04-20 08:00:00 UTC" in html
+    assert re.search(r'<figure class="chart-box" id="hourly-electricity">.*?'
+                     r'<span class="hourly-total">10 kWh</span>', html, re.S)
+    # waste has no metered consumption, so no chart
+    assert html.count('<figure class="chart-box" id="hourly-') == 1
+
+
+def test_customer_search_and_the_clerks_view(pool: ConnectionPool, db_url: str) -> None:
+    assert push(db_url, [read("abc", "2026-04-19T13:00:00Z")]) == ["rejected"]
+    with serve(make_app(pool)) as url, httpx.Client(base_url=url, headers=OP) as ops:
+        found = ops.get("/ops/customers", params={"q": "amra"}).text
+        assert re.findall(r'href="/ops/customers/(\d+)"', found) == ["100001"]
+        by_point = ops.get("/ops/customers", params={"q": "MP-B"}).text
+        assert re.findall(r'href="/ops/customers/(\d+)"', by_point) == ["100002"]
+        assert 'id="results"' not in ops.get("/ops/customers", params={"q": "zzz"}).text
+        assert ops.get("/ops/customers/999999").status_code == 404
+        page = ops.get("/ops/customers/100001?lang=en").text
+    assert "C-A1" in page and "C-A2" in page and "EL-HH" in page and "WA-HH" in page
+    reads = re.search(r'<table id="reads">(.*?)</table>', page, re.S)
+    assert reads is not None
+    assert reads.group(1).count('class="read-accepted"') == 2
+    assert reads.group(1).count('class="read-rejected"') == 1
+    assert 'id="balance">0.00 KM<' in page
