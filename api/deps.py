@@ -1,5 +1,6 @@
 """Request dependencies: settings, clock, a database connection and the three identities
-(portal customer by session cookie, ingest gateway and operator by bearer token).
+(portal customer by session cookie, ingest gateway by bearer token, operator by session
+bearer token or the break-glass operator token, with role check and audit).
 
 The clock lives on ``app.state``; a request reads it once (``get_now`` is cached per
 request), so tests pin time by handing ``create_app`` their own clock.
@@ -8,6 +9,7 @@ request), so tests pin time by handing ``create_app`` their own clock.
 from __future__ import annotations
 
 import contextlib
+import json
 from collections.abc import Callable, Iterator
 from datetime import date, datetime
 from typing import Annotated, Any
@@ -17,9 +19,20 @@ from fastapi import Depends, Request
 from psycopg_pool import ConnectionPool
 from pydantic import SecretStr
 
-from api import Forbidden, NotAuthenticated
+from api import ApiError, Forbidden, NotAuthenticated
+from api.operators import (
+    BREAK_GLASS,
+    ROLES,
+    OperatorIdentity,
+    any_operator,
+    redact,
+    required_roles,
+    session_operator,
+    write_audit,
+)
 from api.security import gateway_for_token, same_secret
 from api.sessions import COOKIE, session_customer
+from api.throttle import client_ip
 from app.settings import Settings
 from rating.calendar import LOCAL_TZ
 
@@ -95,19 +108,83 @@ def ingest_gateway(request: Request, conn: Conn) -> str:
     return gateway_id
 
 
-def operator(request: Request, settings: AppSettings) -> None:
-    """Operator calls need ``settings.operator_token``; 403 when none is configured."""
+async def request_json(request: Request) -> Any:
+    """The request's JSON body (Starlette caches the bytes), None when absent or not JSON."""
+    if request.method in ("GET", "HEAD"):
+        return None
+    raw = await request.body()
+    try:
+        return json.loads(raw) if raw else None
+    except ValueError:
+        return None
+
+
+def operator(
+    request: Request,
+    conn: Conn,
+    now: Now,
+    settings: AppSettings,
+    body: Annotated[Any, Depends(request_json)],
+) -> Iterator[OperatorIdentity]:
+    """The operator of the request: a live operator session (bearer token from
+    ``POST /api/v1/operators/login``) or the break-glass ``settings.operator_token``
+    (all roles). 401 without either, 403 when the route needs a role the operator lacks
+    (see ``api.operators.RULES``), 403 when no operator access is configured at all.
+
+    A state-changing call (any method but GET/HEAD) that gets through is written to
+    ``operator_audit`` after the route: its outcome, path parameters, query and the
+    JSON body with secrets masked.
+    """
+    route = request.scope.get("route")
+    template = str(getattr(route, "path", request.url.path))
+    who = _authenticate(request, conn, now, settings)
+    needed = required_roles(request.method, template)
+    if not who.may(needed):
+        raise Forbidden(
+            f"operator {who.username} lacks a role for {request.method} {template}:"
+            f" needs one of {', '.join(sorted(needed))}"
+        )
+    if request.method in ("GET", "HEAD"):
+        yield who
+        return
+    outcome: dict[str, Any] = {"status": "done"}
+    try:
+        yield who
+    except ApiError as exc:
+        outcome = {"status": "refused", "code": exc.status_code, "reason": exc.detail}
+        raise
+    except Exception:
+        outcome = {"status": "error"}
+        raise
+    finally:
+        params = {k: str(v) for k, v in request.path_params.items()}
+        with contextlib.suppress(psycopg.Error):
+            write_audit(
+                conn, at=now, operator=who.username, action=f"{request.method} {template}",
+                target=",".join(f"{k}={v}" for k, v in params.items()) or None,
+                detail={**outcome, "query": dict(request.query_params), "body": redact(body)},
+                ip=client_ip(request),
+            )
+
+
+def _authenticate(
+    request: Request, conn: psycopg.Connection, now: datetime, settings: Settings
+) -> OperatorIdentity:
     configured: Any = getattr(settings, "operator_token", None)
     expected = (
         configured.get_secret_value() if isinstance(configured, SecretStr) else configured
     )
-    if not expected:
-        raise Forbidden("operator access not configured")
     token = bearer_token(request)
-    if token is None or not same_secret(token, str(expected)):
-        raise NotAuthenticated("missing or invalid operator token", headers=BEARER)
+    if token is not None and expected and same_secret(token, str(expected)):
+        return OperatorIdentity(BREAK_GLASS, frozenset(ROLES))
+    who = session_operator(conn, token, now, settings) if token else None
+    if who is not None:
+        return who
+    if not expected and not any_operator(conn):
+        raise Forbidden("operator access not configured")
+    raise NotAuthenticated("missing or invalid operator token", headers=BEARER)
 
 
 Customer = Annotated[str, Depends(portal_customer)]
 Gateway = Annotated[str, Depends(ingest_gateway)]
-Operator = Annotated[None, Depends(operator)]
+Operator = Annotated[OperatorIdentity, Depends(operator)]

@@ -19,6 +19,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from api import ApiError
 from api.routes import alerts, billing, health, ledger, live, pages, portal, readings
 from api.routes import collections as collections_routes
+from api.routes import operators as operators_routes
 from app.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -65,6 +66,7 @@ def create_app(
     app.include_router(ledger.router)  # invoice PDF (portal), ledger reports (operator)
     app.include_router(collections_routes.router)  # collections (operator), portal interest
     app.include_router(live.router)  # live view /uzivo + SSE, operator screens /ops
+    app.include_router(operators_routes.router)  # operator accounts, audit
     pages.install(app)  # HTML portal pages and /static
 
     app.add_exception_handler(ApiError, _api_error)  # type: ignore[arg-type]

@@ -22,6 +22,7 @@ from fastapi.responses import RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
+from api import throttle
 from api.charts import service_charts
 from api.deps import AppSettings, Conn, Now, Today
 from api.i18n import LANG_COOKIE, LANGS, Formats, pick_lang, translator
@@ -203,9 +204,26 @@ def login(request: Request, form: Form, conn: Conn, now: Now, settings: AppSetti
     if errors:
         return _login_page(request, settings, status=400, customer_id=customer_id,
                            errors=errors)
+    ip = throttle.client_ip(request)
+    try:
+        with conn.transaction():
+            throttle.check(conn, "portal", customer_id, ip, now)
+            name = check_login(conn, customer_id, password)
+            if name is None:
+                throttle.record_failure(conn, "portal", customer_id, ip, now,
+                                        throttle.policy_of(request.app.state))
+    except throttle.Throttled as exc:
+        minutes = -(-exc.retry_after // 60)
+        message = (f"Too many failed logins. Try again in {minutes} min."
+                   if page_lang(request) == "en" else
+                   f"Previše neuspjelih prijava. Pokušajte ponovo za {minutes} min.")
+        response = _login_page(request, settings, status=429, message=message,
+                               customer_id=customer_id)
+        response.headers["Retry-After"] = str(exc.retry_after)
+        return response
     with conn.transaction():
-        name = check_login(conn, customer_id, password)
         if name is not None:
+            throttle.record_success(conn, "portal", customer_id)
             old = request.cookies.get(COOKIE)
             if old:
                 end_session(conn, old)

@@ -12,7 +12,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, Field
 
-from api import NotAuthenticated, NotFound
+from api import NotAuthenticated, NotFound, throttle
 from api.deps import AppSettings, Conn, Customer, Now, Today
 from api.sessions import COOKIE, check_login, end_session, start_session
 from billing.accounts import (
@@ -40,10 +40,17 @@ def login(
     body: Login, request: Request, response: Response, conn: Conn, now: Now, settings: AppSettings
 ) -> dict[str, str]:
     """Check the password (same answer and cost for an unknown customer), open a session."""
+    ip = throttle.client_ip(request)
     with conn.transaction():
+        throttle.check(conn, "portal", body.customer_id, ip, now)  # 429 while locked
         name = check_login(conn, body.customer_id, body.password)
         if name is None:
-            raise NotAuthenticated(LOGIN_FAILED)
+            policy = throttle.policy_of(request.app.state)
+            throttle.record_failure(conn, "portal", body.customer_id, ip, now, policy)
+    if name is None:  # the failure is counted (committed) before the answer
+        raise NotAuthenticated(LOGIN_FAILED)
+    with conn.transaction():
+        throttle.record_success(conn, "portal", body.customer_id)
         old = request.cookies.get(COOKIE)
         if old:
             end_session(conn, old)
