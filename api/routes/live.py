@@ -5,9 +5,10 @@ The event stream polls a cheap per-customer fingerprint of ``daily_consumption``
 ``LIVE_POLL_SECONDS`` and sends a ``totals`` event (the snapshot JSON) when it changed;
 the first event goes out at once. A pooled connection is borrowed only for each poll,
 never held by an open stream. The stream ends when the client disconnects, when the
-session ends (checked every ``SESSION_CHECK_SECONDS``) or after ``LIVE_MAX_SECONDS``
-(the browser's EventSource reconnects by itself after ``retry``).
-``app.state.live_poll_seconds`` / ``live_max_seconds`` override the defaults (tests).
+session ends or idles out (checked every ``SESSION_CHECK_SECONDS`` without marking it
+seen) or after ``LIVE_MAX_SECONDS`` (the browser's EventSource reconnects by itself).
+``app.state.live_poll_seconds`` / ``live_max_seconds`` / ``live_session_check_seconds``
+override the defaults (tests).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import AsyncIterator
-from datetime import date
+from datetime import date, timedelta
 from typing import Any
 
 import anyio
@@ -28,7 +29,8 @@ from api.deps import Conn, Customer, Today, get_now, get_today
 from api.live_queries import consumption_fingerprint, encode_month, month_so_far
 from api.routes import operator_pages
 from api.routes.pages import Session, redirect, render
-from api.sessions import COOKIE, session_customer
+from api.security import token_sha256
+from api.sessions import COOKIE
 from stream.pipeline import load_catalog
 
 LIVE_POLL_SECONDS = 2.0
@@ -63,10 +65,18 @@ def _today(request: Request) -> date:
 
 
 def _customer_of(request: Request, token: str) -> str | None:
+    """The customer of a live session, without marking it seen: an open stream (or its
+    reconnections) must not keep an idle session alive; only requests of pages do."""
     pool: ConnectionPool = request.app.state.pool
+    now = get_now(request)
+    idle = timedelta(minutes=request.app.state.settings.session_idle_minutes)
     with pool.connection() as conn:
         conn.autocommit = True
-        return session_customer(conn, token, get_now(request), request.app.state.settings)
+        row = conn.execute(
+            "SELECT customer_id FROM portal_sessions WHERE session_sha256 = %s"
+            " AND expires_at > %s AND last_seen_at + %s > %s",
+            (token_sha256(token), now, idle, now)).fetchone()
+    return None if row is None else str(row[0])
 
 
 def _poll(request: Request, customer_id: str, last: tuple[Any, ...] | None
@@ -98,6 +108,8 @@ async def live_stream(request: Request) -> StreamingResponse:
     session_token: str = token
     poll = float(getattr(request.app.state, "live_poll_seconds", LIVE_POLL_SECONDS))
     lifetime = float(getattr(request.app.state, "live_max_seconds", LIVE_MAX_SECONDS))
+    recheck = float(getattr(request.app.state, "live_session_check_seconds",
+                            SESSION_CHECK_SECONDS))
 
     async def events() -> AsyncIterator[bytes]:
         started = checked = time.monotonic()
@@ -107,7 +119,7 @@ async def live_stream(request: Request) -> StreamingResponse:
         while time.monotonic() - started < lifetime:
             if await request.is_disconnected():
                 return
-            if time.monotonic() - checked >= SESSION_CHECK_SECONDS:
+            if time.monotonic() - checked >= recheck:
                 checked = time.monotonic()
                 if await anyio.to_thread.run_sync(_customer_of, request, session_token) != customer:
                     yield sse("end", {"reason": "session"}, sent + 1)

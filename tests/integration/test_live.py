@@ -204,7 +204,7 @@ def test_sse_emits_new_totals_after_a_read_and_only_to_its_customer(
         assert list(quiet) == []
 
 
-def test_sse_stream_ends_after_its_lifetime(pool: ConnectionPool) -> None:
+def test_sse_stream_ends_after_its_lifetime_and_at_logout(pool: ConnectionPool) -> None:
     app = make_app(pool)
     app.state.live_max_seconds = 0.5
     with serve(app) as url, logged_in(url, "100001", PW_A) as a:
@@ -213,6 +213,13 @@ def test_sse_stream_ends_after_its_lifetime(pool: ConnectionPool) -> None:
             got = [name for name, _ in events(stream.iter_lines(), time.monotonic() + 10)]
         assert got == ["totals", "end"]
         assert time.monotonic() - started < 5
+        app.state.live_max_seconds, app.state.live_session_check_seconds = 20, 0.2
+        with a.stream("GET", "/api/v1/portal/live") as stream:
+            seen = events(stream.iter_lines(), time.monotonic() + 10)
+            assert next(seen)[0] == "totals"
+            assert httpx.post(f"{url}/api/v1/portal/logout", cookies=a.cookies
+                              ).status_code == 204
+            assert next(seen) == ("end", {"reason": "session"})
 
 
 # ---- operator screens ------------------------------------------------------------------
