@@ -86,6 +86,13 @@ def proc_cpu(pid: int) -> float:
     return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def is_postgres(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip() == "postgres"
+    except OSError:
+        return False
+
+
 def machine() -> tuple[int, int]:
     """(idle, total) jiffies of all cores."""
     try:
@@ -118,7 +125,7 @@ class BackendCpu(threading.Thread):
                     "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
                     " AND application_name <> %s", (MONITOR,))]
                 for pid in pids:
-                    cpu = proc_cpu(pid)
+                    cpu = proc_cpu(pid) if is_postgres(pid) else NAN  # a remote server: nan
                     if not math.isnan(cpu):
                         self.first.setdefault(pid, cpu if born_before else 0.0)
                         self.last[pid] = cpu
@@ -127,9 +134,10 @@ class BackendCpu(threading.Thread):
                     return
 
     def seconds(self) -> float:
+        """Nan when no backend could be read (a server on another machine)."""
         self.stop.set()
         self.join(10)
-        return sum(self.last[p] - self.first[p] for p in self.last)
+        return sum(self.last[p] - self.first[p] for p in self.last) if self.last else NAN
 
 
 @dataclass
