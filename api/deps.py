@@ -110,12 +110,14 @@ def ingest_gateway(request: Request, conn: Conn) -> str:
 
 async def request_json(request: Request) -> Any:
     """The request's JSON body (Starlette caches the bytes), None when absent or not JSON."""
-    if request.method in ("GET", "HEAD"):
-        return None
-    raw = await request.body()
+    if request.method in ("GET", "HEAD") or "json" not in request.headers.get(
+        "content-type", ""
+    ):
+        return None  # a form or upload body was consumed as a stream: not read again
     try:
+        raw = await request.body()
         return json.loads(raw) if raw else None
-    except ValueError:
+    except (ValueError, RuntimeError):
         return None
 
 

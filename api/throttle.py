@@ -155,6 +155,17 @@ def record_success(conn: psycopg.Connection, scope: str, account: str) -> None:
     conn.execute("DELETE FROM login_throttle WHERE scope = %s AND key = %s", (scope, account))
 
 
+def prune(conn: psycopg.Connection, now: datetime, policy: Policy = DEFAULT_POLICY) -> int:
+    """Drop counters that can no longer matter (quiet for ``max_lock``, not locked), so
+    sprayed unknown names do not pile up; returns how many. For a periodic job."""
+    cur = conn.execute(
+        """DELETE FROM login_throttle WHERE last_failure_at < %s
+             AND (locked_until IS NULL OR locked_until < %s)""",
+        (now - policy.max_lock, now - policy.max_lock),
+    )
+    return cur.rowcount
+
+
 def policy_of(state: Any) -> Policy:
     """The policy on ``app.state.login_policy`` (tests may set one), else the default."""
     found = getattr(state, "login_policy", None)

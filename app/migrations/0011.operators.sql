@@ -44,3 +44,4 @@ CREATE TABLE login_throttle (
     last_failure_at  timestamptz NOT NULL,
     PRIMARY KEY (scope, key)
 );
+CREATE INDEX login_throttle_quiet ON login_throttle (last_failure_at);

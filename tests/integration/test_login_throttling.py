@@ -15,7 +15,7 @@ from psycopg_pool import ConnectionPool
 
 from api.main import create_app
 from api.security import hash_password
-from api.throttle import TOO_MANY, Policy
+from api.throttle import TOO_MANY, Policy, prune
 from app.settings import Settings
 
 PW = "Lozinka-A1!"
@@ -139,3 +139,17 @@ def test_html_login_form_is_throttled(pool: ConnectionPool) -> None:
         clock.now = START + timedelta(minutes=15)
         done = post(PW)
         assert (done.status_code, done.headers["location"]) == (303, "/pregled")
+
+
+def test_prune_drops_only_counters_that_no_longer_matter(pool: ConnectionPool) -> None:
+    clock = Clock(START)
+    with client(pool, clock) as c:
+        for _ in range(5):
+            attempt(c, "100001", "wrong")  # locked until 08:15
+        clock.now = START + timedelta(hours=20)
+        attempt(c, "999999", "wrong")
+    with pool.connection() as conn:
+        assert prune(conn, START + timedelta(hours=24, minutes=10)) == 0  # lock ended 08:15
+        assert prune(conn, START + timedelta(hours=24, minutes=16)) == 1
+        left = conn.execute("SELECT scope, key FROM login_throttle ORDER BY 1, 2").fetchall()
+    assert left == [("ip", "testclient"), ("portal", "999999")]
