@@ -1,7 +1,9 @@
 """Read side of a customer's account, as the portal shows it.
 
-Balance = all invoice totals − all payments (positive: the customer owes).
-Payments are allocated to invoices oldest first (FIFO) to give each invoice a status.
+Balance = all invoice totals − all credit notes − all payments (positive: the customer
+owes). Payments are allocated to invoices oldest first (FIFO) to give each invoice a
+status; an invoice cancelled by a credit note (`billing.credit_notes`, always in full) is
+covered by it, takes no payment and has the status "credited".
 Per service and month the portal shows a quantity and an amount including VAT:
 
 * quantity: the sum of the service's metered lines (unit kWh for electricity across
@@ -29,6 +31,7 @@ from rating.money import vat_fen
 SERVICE_ORDER = ("electricity", "water", "waste")
 METERED_UNITS = {"electricity": "kWh", "water": "m3"}
 PAID, PARTLY_PAID, OVERDUE, OPEN = "paid", "partly_paid", "overdue", "open"
+CREDITED = "credited"
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,8 +149,9 @@ def customer_name(conn: psycopg.Connection, customer_id: str) -> str | None:
 def account_balance_fen(conn: psycopg.Connection, customer_id: str) -> int:
     row = conn.execute(
         """SELECT (SELECT coalesce(sum(total_fen), 0) FROM invoices WHERE customer_id = %s)
+                - (SELECT coalesce(sum(total_fen), 0) FROM credit_notes WHERE customer_id = %s)
                 - (SELECT coalesce(sum(amount_fen), 0) FROM payments WHERE customer_id = %s)""",
-        (customer_id, customer_id),
+        (customer_id, customer_id, customer_id),
     ).fetchone()
     return int(row[0]) if row else 0
 
@@ -238,17 +242,24 @@ def consumption_series(
 def invoice_states(conn: psycopg.Connection, customer_id: str, today: date) -> list[InvoiceState]:
     """The customer's invoices with their status, newest first."""
     rows = conn.execute(
-        """SELECT invoice_number, period, issued_on, due_on, total_fen FROM invoices
-           WHERE customer_id = %s ORDER BY period, issued_on, invoice_number""",
+        """SELECT i.invoice_number, i.period, i.issued_on, i.due_on, i.total_fen,
+                  EXISTS (SELECT 1 FROM credit_notes c WHERE c.invoice_number = i.invoice_number)
+           FROM invoices i
+           WHERE i.customer_id = %s ORDER BY i.period, i.issued_on, i.invoice_number""",
         (customer_id,),
     ).fetchall()
     paid = conn.execute(
         "SELECT coalesce(sum(amount_fen), 0) FROM payments WHERE customer_id = %s", (customer_id,)
     ).fetchone()
-    covered = allocate_fifo([int(r[4]) for r in rows], int(paid[0]) if paid else 0)
+    open_rows = [r for r in rows if not r[5]]
+    covered = dict(zip((r[0] for r in open_rows),
+                       allocate_fifo([int(r[4]) for r in open_rows], int(paid[0]) if paid else 0),
+                       strict=True))
     states = [
-        InvoiceState(str(n), str(p), iss, due, int(t), c, invoice_status(int(t), c, due, today))
-        for (n, p, iss, due, t), c in zip(rows, covered, strict=True)
+        InvoiceState(str(n), str(p), iss, due, int(t), int(t), CREDITED) if credited else
+        InvoiceState(str(n), str(p), iss, due, int(t), covered[n],
+                     invoice_status(int(t), covered[n], due, today))
+        for n, p, iss, due, t, credited in rows
     ]
     return states[::-1]
 

@@ -112,11 +112,13 @@ def record_payments(
 
 
 def balance_fen(conn: psycopg.Connection, customer_id: str) -> int:
-    """Sum of the customer's invoice totals minus the sum of their payments, in feninga
-    (positive: the customer owes)."""
+    """Sum of the customer's invoice totals minus their credit notes and payments, in
+    feninga (positive: the customer owes)."""
     row = conn.execute(
         """SELECT (SELECT coalesce(sum(total_fen), 0) FROM invoices i
                    WHERE i.customer_id = c.customer_id)
+                - (SELECT coalesce(sum(total_fen), 0) FROM credit_notes n
+                   WHERE n.customer_id = c.customer_id)
                 - (SELECT coalesce(sum(amount_fen), 0) FROM payments p
                    WHERE p.customer_id = c.customer_id)
            FROM customers c WHERE c.customer_id = %s""",
