@@ -33,6 +33,7 @@ from psycopg_pool import ConnectionPool
 from pydantic import SecretStr
 
 from api.main import create_app
+from api.operators import create_operator
 from api.security import hash_password
 from app.settings import Settings
 from stream.pipeline import process_reads
@@ -237,6 +238,13 @@ def test_operator_screens_refuse_without_operator_auth(pool: ConnectionPool) -> 
                              ).status_code == 401, path
             assert customer.get(path).status_code == 401, path  # a portal session is no operator
             assert httpx.get(url + path, headers=OP).status_code == 200, path
+        with pool.connection() as conn:
+            create_operator(conn, "sluzbenik", "Sluzbenik-Lozinka-1", ["clerk"], now=NOW)
+        token = httpx.post(f"{url}/api/v1/operators/login", json={
+            "username": "sluzbenik", "password": "Sluzbenik-Lozinka-1"}).json()["token"]
+        clerk = {"Authorization": f"Bearer {token}"}  # an operator session with role clerk
+        for path in OPS_PATHS:
+            assert httpx.get(url + path, headers=clerk).status_code == 200, path
 
 
 def test_geojson_is_a_feature_collection_in_lon_lat(pool: ConnectionPool, db_url: str) -> None:
