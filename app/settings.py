@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -42,6 +43,9 @@ class Settings(BaseSettings):
     kafka_reads_topic: str = "meter.reads.v1"
     kafka_dlq_topic: str = "meter.reads.dlq.v1"
     kafka_consumer_group: str = "billing-stream"
+    worker_engine: Literal["aiokafka", "faust"] = Field(
+        default="faust", description="the Faust agent, or the leaner batch loop on aiokafka"
+    )
     worker_batch_size: int = Field(default=5000, ge=1, le=100_000)
     worker_batch_seconds: float = Field(default=0.5, gt=0)
     mqtt_host: str = "127.0.0.1"

@@ -122,15 +122,20 @@ class KafkaBatchStore:
         offsets = [ConsumedOffset(self.group, self.topic, p, o) for p, o in next_offsets.items()]
         with self.pool.connection() as conn, conn.transaction():
             result = process_reads(
-                conn, payloads, channel=CHANNEL, now=now, offsets=offsets,
+                conn,
+                payloads,
+                channel=CHANNEL,
+                now=now,
+                offsets=offsets,
                 rejected_before=refused,
             )
             for k, outcome in enumerate(result.outcomes):
                 if outcome.status == REJECTED:
                     partition, offset, key, value = records[origin[k]]
                     letters.append(
-                        DeadLetter(self.topic, partition, offset, key, value,
-                                   outcome.reason or "rejected")
+                        DeadLetter(
+                            self.topic, partition, offset, key, value, outcome.reason or "rejected"
+                        )
                     )
             # before the commit: a crash after it must not lose a dead letter
             self.dead_letters.send(letters, rejected_at=now)
@@ -142,7 +147,11 @@ class KafkaBatchStore:
         offsets = [ConsumedOffset(self.group, self.topic, partition, offset + 1)]
         with self.pool.connection() as conn, conn.transaction():
             process_reads(
-                conn, [], channel=CHANNEL, now=now, offsets=offsets,
+                conn,
+                [],
+                channel=CHANNEL,
+                now=now,
+                offsets=offsets,
                 rejected_before=[RejectedRow(None, None, None, reason, _as_text(value))],
             )
             letter = DeadLetter(self.topic, partition, offset, key, value, reason)
@@ -165,8 +174,9 @@ def _as_text(value: bytes | None) -> str:
     return kept.decode("utf-8", "backslashreplace").replace("\x00", "\\x00")
 
 
-def _count(result: BatchResult, refused: Sequence[RejectedRow], letters: Sequence[DeadLetter],
-           now: int) -> None:
+def _count(
+    result: BatchResult, refused: Sequence[RejectedRow], letters: Sequence[DeadLetter], now: int
+) -> None:
     if result.accepted:
         READS_ACCEPTED.labels(CHANNEL).inc(result.accepted)
         observe = READ_LATENCY.observe
@@ -205,20 +215,30 @@ def run_worker(settings: Settings) -> None:
     runtime = bootstrap(settings, pool_size=2)
     dead_letters = DeadLetterProducer(settings.kafka_bootstrap, settings.kafka_dlq_topic)
     store = KafkaBatchStore(
-        runtime.pool, dead_letters,
-        topic=settings.kafka_reads_topic, consumer_group=settings.kafka_consumer_group,
+        runtime.pool,
+        dead_letters,
+        topic=settings.kafka_reads_topic,
+        consumer_group=settings.kafka_consumer_group,
     )
-    partitions = topic_partitions(settings.kafka_bootstrap, settings.kafka_reads_topic)
-    app = create_app(settings, store, topic_partitions=partitions)
-    worker = faust.Worker(app, loglevel="INFO", quiet=True, redirect_stdouts=False)
     try:
-        worker.execute_from_commandline()
+        if settings.worker_engine == "faust":
+            partitions = topic_partitions(settings.kafka_bootstrap, settings.kafka_reads_topic)
+            app = create_app(settings, store, topic_partitions=partitions)
+            worker = faust.Worker(app, loglevel="INFO", quiet=True, redirect_stdouts=False)
+            worker.execute_from_commandline()
+        else:
+            from stream.kafka_loop import run_loop
+
+            run_loop(settings, store)
     finally:
         dead_letters.close()
         runtime.close()
 
 
 def main() -> None:
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     run_worker(Settings())
 
 

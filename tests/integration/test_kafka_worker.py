@@ -316,9 +316,10 @@ def metric(port: int, name: str) -> float:
 # --------------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("engine", ["faust", "aiokafka"])
 def test_a_month_of_hourly_reads_gives_the_same_invoices_as_in_process(
     streams: Streams, db_url: str, other_db_url: str, tmp_path: Path,
-    start_worker: Callable[..., WorkerProcess],
+    start_worker: Callable[..., WorkerProcess], engine: str,
 ) -> None:
     fleet = meters(100)
     reads = hourly_reads(fleet)
@@ -327,7 +328,9 @@ def test_a_month_of_hourly_reads_gives_the_same_invoices_as_in_process(
             seed(conn, fleet)
     produce(streams.bootstrap, streams.reads, as_messages(reads))
     port = free_port()
-    worker = start_worker(streams.env(db_url, tmp_path, BILLING_METRICS_PORT=str(port)))
+    worker = start_worker(
+        streams.env(db_url, tmp_path, BILLING_METRICS_PORT=str(port), BILLING_WORKER_ENGINE=engine)
+    )
     took = wait_for(db_url, "SELECT count(*) FROM readings", len(reads), [worker])
     wait_for(db_url, "SELECT sum(next_offset) FROM stream_offsets", len(reads), [worker])
     print(f"\nworker stored {len(reads)} reads in {took:.1f}s incl. start-up")
