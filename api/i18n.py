@@ -85,6 +85,7 @@ TEXTS: dict[str, tuple[str, str]] = {  # key: (bosanski, English)
     "details": ("Detalji", "Details"),
     "details_label": ("Detalji računa {number}", "Details of invoice {number}"),
     "status_paid": ("Plaćen", "Paid"),
+    "status_credited": ("Storniran", "Credited"),
     "status_partly_paid": ("Djelimično plaćen", "Partly paid"),
     "status_overdue": ("Dospio, nije plaćen", "Overdue"),
     "status_open": ("Otvoren", "Open"),

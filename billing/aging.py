@@ -84,6 +84,9 @@ def load_items(conn: psycopg.Connection, as_of: date, customer_id: str | None = 
     for cid, number, due_on, total in conn.execute(
         f"""SELECT customer_id, invoice_number, due_on, total_fen FROM invoices
             WHERE issued_on <= %(d)s{who}
+              AND NOT EXISTS (SELECT 1 FROM credit_notes n  -- a credited invoice is no debt
+                              WHERE n.invoice_number = invoices.invoice_number
+                                AND n.issued_on <= %(d)s)
             ORDER BY customer_id, period, issued_on, invoice_number""", args):
         out[cid].invoices.append(Debt(number, due_on, int(total)))
     for cid, charge_id, kind, on, amount in conn.execute(

@@ -143,3 +143,17 @@ def test_the_database_refuses_a_second_uncredited_invoice(conn: psycopg.Connecti
                    0, 0, 0, 'x-99')""")
     with pytest.raises(psycopg.errors.UniqueViolation, match="not credited"):
         conn.commit()
+
+
+def test_a_credited_invoice_is_no_debt_for_aging_and_collections(
+    conn: psycopg.Connection,
+) -> None:
+    from billing.aging import aging_report
+
+    before = aging_report(conn, date(2026, 6, 30), "100001")
+    assert before.rows and before.rows[0].total_fen == 8149
+    credit(conn, "2026-000001")
+    after = aging_report(conn, date(2026, 6, 30), "100001")
+    assert [r.total_fen for r in after.rows] == []
+    # before the credit note's date the invoice was still owed
+    assert aging_report(conn, date(2026, 4, 1), "100001").rows[0].total_fen == 8149
