@@ -170,6 +170,31 @@ def cmd_alerts_sweep(settings: Settings, _args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_operator_create(settings: Settings, args: argparse.Namespace) -> int:
+    """Create a staff account; the password is asked for (or read from stdin when piped)."""
+    import getpass
+
+    from api.operators import create_operator
+    from app.clock import now_utc
+
+    password = (
+        getpass.getpass("password (at least 12 characters): ")
+        if sys.stdin.isatty()
+        else sys.stdin.readline().rstrip("\n")
+    )
+    rt = bootstrap(settings, pool_size=1)
+    try:
+        with rt.pool.connection() as conn, conn.transaction():
+            roles = create_operator(conn, args.username, password, args.roles, now=now_utc())
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        rt.close()
+    print(f"operator {args.username} created with roles {', '.join(roles)}")
+    return 0
+
+
 def add_money_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     col = sub.add_parser("collections", help="daily collections run: reminders → court")
     col.add_argument("--date", help="YYYY-MM-DD (default: today)")
@@ -200,3 +225,9 @@ def add_money_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser])
     pdf.set_defaults(func=cmd_invoice_pdf)
     sweep = sub.add_parser("alerts-sweep", help="open/close communication-loss alerts")
     sweep.set_defaults(func=cmd_alerts_sweep)
+    op = sub.add_parser(
+        "operator-create", help="create a staff account (clerk/billing/legal/admin)"
+    )
+    op.add_argument("username")
+    op.add_argument("--roles", required=True, help="comma-separated, e.g. billing,legal")
+    op.set_defaults(func=cmd_operator_create)

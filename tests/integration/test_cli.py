@@ -102,3 +102,19 @@ def test_ledger_and_pdf_commands(
     assert main(["invoice-pdf", number[0], "--out", str(pdf)]) == 0
     assert pdf.read_bytes().startswith(b"%PDF")
     assert main(["invoice-pdf", "1999-999999"]) == 2
+
+
+def test_operator_create(
+    db_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import io
+
+    monkeypatch.setenv("BILLING_DATABASE_URL", db_url)
+    monkeypatch.setattr("sys.stdin", io.StringIO("a long enough secret\n"))
+    assert main(["operator-create", "amra", "--roles", "billing,legal"]) == 0
+    assert "created with roles" in capsys.readouterr().out
+    monkeypatch.setattr("sys.stdin", io.StringIO("short\n"))
+    assert main(["operator-create", "bojan", "--roles", "clerk"]) == 2
+    assert "password" in capsys.readouterr().err
+    with psycopg.connect(db_url) as conn:
+        assert conn.execute("SELECT count(*) FROM operators").fetchone() == (1,)
