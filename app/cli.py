@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from datetime import date
 from pathlib import Path
 
+from app.bootstrap import bootstrap, one_connection
 from app.cli_money import add_money_commands
 from app.clock import now_utc, today_local
 from app.demo_load import load_demo
@@ -29,37 +30,31 @@ def cmd_migrate(settings: Settings, _args: argparse.Namespace) -> int:
 
 
 def cmd_load(settings: Settings, args: argparse.Namespace) -> int:
-    from app.bootstrap import bootstrap
     from ingest import IngestError
     from ingest.file_import import import_file
 
-    rt = bootstrap(settings, pool_size=1)
     producer = read_producer(settings)
     try:
-        with rt.pool.connection() as conn:
+        with one_connection(settings) as conn:
             report = import_file(
                 conn, Path(args.file), now=int(now_utc().timestamp()), read_producer=producer
             )
     except IngestError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    finally:
-        rt.close()
     print(report.summary())
     return 0
 
 
 def cmd_close(settings: Settings, args: argparse.Namespace) -> int:
-    from app.bootstrap import bootstrap
     from app.metrics import CLOSE_DURATION
     from billing import BillingError
     from billing.closer import close_period
     from rating.money import format_km
 
     issued_on = date.fromisoformat(args.issued_on) if args.issued_on else today_local()
-    rt = bootstrap(settings, pool_size=1)
     try:
-        with rt.pool.connection() as conn:
+        with one_connection(settings) as conn:
             started = time.perf_counter()
             result = close_period(
                 conn, args.period, issued_on=issued_on, payment_days=settings.payment_days
@@ -69,8 +64,6 @@ def cmd_close(settings: Settings, args: argparse.Namespace) -> int:
     except (BillingError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    finally:
-        rt.close()
     print(
         f"period {result.period}: {result.invoices_created} invoices created, "
         f"{result.invoices_existing} already existed; net {format_km(result.net_fen)} KM, "
@@ -83,7 +76,6 @@ def cmd_close(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_demo_data(settings: Settings, args: argparse.Namespace) -> int:
-    from app.bootstrap import bootstrap
 
     rt = bootstrap(settings, pool_size=1)
     try:
@@ -95,14 +87,9 @@ def cmd_demo_data(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_gateway_token(settings: Settings, args: argparse.Namespace) -> int:
     from api.security import register_gateway
-    from app.bootstrap import bootstrap
 
-    rt = bootstrap(settings, pool_size=1)
-    try:
-        with rt.pool.connection() as conn:
-            token = register_gateway(conn, args.gateway_id)
-    finally:
-        rt.close()
+    with one_connection(settings) as conn:
+        token = register_gateway(conn, args.gateway_id)
     print(token)
     return 0
 

@@ -8,7 +8,7 @@ import sys
 from datetime import date
 from pathlib import Path
 
-from app.bootstrap import bootstrap
+from app.bootstrap import one_connection
 from app.clock import today_local
 from app.settings import Settings
 
@@ -19,16 +19,13 @@ def cmd_collections(settings: Settings, args: argparse.Namespace) -> int:
     from rating.money import format_km
 
     day = date.fromisoformat(args.date) if args.date else today_local()
-    rt = bootstrap(settings, pool_size=1)
     try:
-        with rt.pool.connection() as conn:
+        with one_connection(settings) as conn:
             conn.autocommit = True
             report = run_collections(conn, day)
     except BillingError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    finally:
-        rt.close()
     steps = ", ".join(f"{k}: {v}" for k, v in sorted(report.steps.items())) or "none"
     print(
         f"collections {day}: {report.accounts} accounts examined; steps {steps}; "
@@ -43,12 +40,8 @@ def cmd_aging(settings: Settings, args: argparse.Namespace) -> int:
     from rating.money import format_km
 
     as_of = date.fromisoformat(args.as_of) if args.as_of else today_local()
-    rt = bootstrap(settings, pool_size=1)
-    try:
-        with rt.pool.connection() as conn:
-            report = aging_report(conn, as_of, args.customer)
-    finally:
-        rt.close()
+    with one_connection(settings) as conn:
+        report = aging_report(conn, as_of, args.customer)
     print(f"{'customer':<12}" + "".join(f"{b:>12}" for b in BUCKETS) + f"{'total':>12}")
     for row in report.rows:
         cells = "".join(f"{format_km(row.buckets[b]):>12}" for b in BUCKETS)
@@ -62,15 +55,12 @@ def cmd_letter(settings: Settings, args: argparse.Namespace) -> int:
     from billing import BillingError
     from billing.letters import letter_pdf
 
-    rt = bootstrap(settings, pool_size=1)
     try:
-        with rt.pool.connection() as conn:
+        with one_connection(settings) as conn:
             Path(args.out).write_bytes(letter_pdf(conn, args.ref))
     except BillingError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    finally:
-        rt.close()
     print(f"letter {args.ref} written to {args.out}")
     return 0
 
@@ -80,15 +70,12 @@ def cmd_import_statement(settings: Settings, args: argparse.Namespace) -> int:
     from billing.bank_import import import_statement
     from billing.bank_parse import StatementError
 
-    rt = bootstrap(settings, pool_size=1)
     try:
-        with rt.pool.connection() as conn:
+        with one_connection(settings) as conn:
             report = import_statement(conn, Path(args.file), now=now_utc(), channel=args.channel)
     except StatementError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    finally:
-        rt.close()
     print(report.summary())
     for line in report.lines:
         print(f"  {line}")
@@ -100,12 +87,8 @@ def cmd_trial_balance(settings: Settings, args: argparse.Namespace) -> int:
     from rating.money import format_km
 
     as_of = date.fromisoformat(args.as_of) if args.as_of else today_local()
-    rt = bootstrap(settings, pool_size=1)
-    try:
-        with rt.pool.connection() as conn:
-            tb = trial_balance(conn, as_of)
-    finally:
-        rt.close()
+    with one_connection(settings) as conn:
+        tb = trial_balance(conn, as_of)
     print(f"trial balance as of {as_of}")
     print(f"{'account':<8}{'name':<40}{'debit':>14}{'credit':>14}{'balance':>14}")
     for r in tb.rows:
@@ -120,12 +103,8 @@ def cmd_trial_balance(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_ledger_export(settings: Settings, args: argparse.Namespace) -> int:
     from billing.ledger_reports import export_csv
 
-    rt = bootstrap(settings, pool_size=1)
-    try:
-        with rt.pool.connection() as conn:
-            text = export_csv(conn, args.period)
-    finally:
-        rt.close()
+    with one_connection(settings) as conn:
+        text = export_csv(conn, args.period)
     if args.out:
         Path(args.out).write_text(text, encoding="utf-8")
         print(f"journal of {args.period} written to {args.out}")
@@ -137,12 +116,8 @@ def cmd_ledger_export(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_invoice_pdf(settings: Settings, args: argparse.Namespace) -> int:
     from billing.invoice_pdf import UtilityInfo, load_invoice, render_invoice_pdf
 
-    rt = bootstrap(settings, pool_size=1)
-    try:
-        with rt.pool.connection() as conn:
-            invoice = load_invoice(conn, args.number)
-    finally:
-        rt.close()
+    with one_connection(settings) as conn:
+        invoice = load_invoice(conn, args.number)
     if invoice is None:
         print(f"error: no invoice {args.number}", file=sys.stderr)
         return 2
@@ -160,12 +135,8 @@ def cmd_alerts_sweep(settings: Settings, _args: argparse.Namespace) -> int:
     from app.clock import now_utc
     from stream.alerts import sweep_communication_loss
 
-    rt = bootstrap(settings, pool_size=1)
-    try:
-        with rt.pool.connection() as conn, conn.transaction():
-            events = sweep_communication_loss(conn, int(now_utc().timestamp()))
-    finally:
-        rt.close()
+    with one_connection(settings) as conn, conn.transaction():
+        events = sweep_communication_loss(conn, int(now_utc().timestamp()))
     print(f"communication-loss sweep: {len(events)} alert(s) opened or closed")
     return 0
 
@@ -182,15 +153,12 @@ def cmd_operator_create(settings: Settings, args: argparse.Namespace) -> int:
         if sys.stdin.isatty()
         else sys.stdin.readline().rstrip("\n")
     )
-    rt = bootstrap(settings, pool_size=1)
     try:
-        with rt.pool.connection() as conn, conn.transaction():
+        with one_connection(settings) as conn, conn.transaction():
             roles = create_operator(conn, args.username, password, args.roles, now=now_utc())
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    finally:
-        rt.close()
     print(f"operator {args.username} created with roles {', '.join(roles)}")
     return 0
 
