@@ -169,9 +169,7 @@ def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
         flush=True,
     )
     threads.append(
-        threading.Thread(
-            target=_sweep_alerts, args=(rt, stop), name="alerts-sweep", daemon=True
-        )
+        threading.Thread(target=_sweep_alerts, args=(rt, stop), name="alerts-sweep", daemon=True)
     )
     for t in threads:
         t.start()
