@@ -12,6 +12,7 @@ from pathlib import Path
 
 from app.bootstrap import bootstrap, one_connection
 from app.cli_money import add_money_commands
+from app.cli_rating import add_rating_commands
 from app.clock import now_utc, today_local
 from app.demo_load import load_demo
 from app.roles import cmd_api, cmd_gateway, cmd_run, cmd_worker, read_producer
@@ -128,6 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
     gw.add_argument("gateway_id")
     gw.set_defaults(func=cmd_gateway_token)
     add_money_commands(sub)
+    add_rating_commands(sub)
     return p
 
 
