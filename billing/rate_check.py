@@ -304,7 +304,7 @@ def simulation_text(current: InvoiceDraft, simulated: InvoiceDraft, title: str) 
 
     a, b = amounts(current), amounts(simulated)
     rows = [f"{title}", f"{'line':<48}{'current':>12}{'simulated':>12}{'difference':>12}"]
-    for k in sorted(a.keys() | b.keys()):
+    for k in dict.fromkeys([*a, *b]):  # the invoice's order, then lines only simulated
         label = " ".join(p for p in k if p)
         x, y = a.get(k, 0), b.get(k, 0)
         rows.append(f"{label[:47]:<48}{format_km(x):>12}{format_km(y):>12}{format_km(y - x):>12}")
