@@ -36,10 +36,16 @@ def cmd_simulate(settings: Settings, args: argparse.Namespace) -> int:
         rate,
         retariff,
         simulation_text,
+        tariff_for_category,
     )
     from stream.pipeline import load_catalog
 
     try:
+        if args.category:
+            check_period(args.period)
+            with one_connection(settings) as conn:
+                args.tariff = tariff_for_category(load_catalog(conn), args.service,
+                                                  args.category, args.period)
         if args.customer:
             with one_connection(settings) as conn:
                 data = load_period(conn, args.customer, args.period)
@@ -77,7 +83,10 @@ def add_rating_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]
     sim = sub.add_parser("simulate", help="price a period's consumption under another tariff")
     sim.add_argument("--customer", help="the customer whose consumption is priced")
     sim.add_argument("--period", required=True, help="YYYY-MM")
-    sim.add_argument("--tariff", required=True, help="tariff code, e.g. EL-OP")
+    which = sim.add_mutually_exclusive_group(required=True)
+    which.add_argument("--tariff", help="tariff code, e.g. EL-OP")
+    which.add_argument("--category", help="the --service tariff of this category, e.g."
+                       " other_consumption_0_4kv")
     sim.add_argument("--service", default="electricity",
                      choices=("electricity", "water", "waste"),
                      help="the contracts moved to --tariff (default electricity)")

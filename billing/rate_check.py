@@ -293,6 +293,27 @@ def retariff(contracts: list[ContractInput], service: str, tariff_code: str, cat
             for c in contracts]
 
 
+def tariff_for_category(catalog: Catalog, service: str, category: str, period: str) -> str:
+    """The one tariff code of `service` whose version in force on the period's first day is
+    of `category`."""
+    first, _ = check_period(period)
+    found, known = [], set()
+    for code in sorted(catalog.versions):
+        try:
+            v = catalog.version_on(code, first)
+        except RatingError:
+            continue
+        if v.service == service:
+            known.add(v.category)
+            if v.category == category:
+                found.append(code)
+    if len(found) != 1:
+        why = "no" if not found else f"{len(found)} ({', '.join(found)})"
+        raise BillingError(f"category: {why} {service} tariff of category {category!r} in "
+                           f"{period}; categories: {', '.join(sorted(known)) or 'none'}")
+    return found[0]
+
+
 def simulation_text(current: InvoiceDraft, simulated: InvoiceDraft, title: str) -> str:
     """Both invoices' totals and the difference per line (split lines summed)."""
     def amounts(d: InvoiceDraft) -> dict[_LineKey, int]:

@@ -81,6 +81,9 @@ def test_simulation_under_el_op(db: str, capsys: pytest.CaptureFixture[str]) -> 
     assert out.splitlines()[-1].split() == ["TOTAL", "81.49", "97.23", "15.74"]
     water = next(ln for ln in out.splitlines() if "water_sewage" in ln)
     assert water.split()[-1] == "0.00"
+    code, by_category, _ = run(capsys, "simulate", "--customer", "100001", "--period",
+                               "2026-03", "--category", "other_consumption_0_4kv")
+    assert code == 0 and by_category == out
 
 
 def test_simulation_of_a_given_consumption(db: str, capsys: pytest.CaptureFixture[str]) -> None:
@@ -111,6 +114,8 @@ def test_simulation_of_a_given_consumption(db: str, capsys: pytest.CaptureFixtur
     (("simulate", "--period", "2026-03", "--tariff", "EL-OP", "--kwh-mt", "-5"),
      "--kwh-mt: must not be negative"),
     (("simulate", "--period", "2026-03", "--tariff", "EL-OP"), "give --customer"),
+    (("simulate", "--customer", "100001", "--period", "2026-03", "--category", "nope"),
+     "category: no electricity tariff of category 'nope' in 2026-03; categories: households"),
 ])
 def test_bad_input_is_refused_with_exit_code_2(
     db: str, capsys: pytest.CaptureFixture[str], argv: tuple[str, ...], message: str
