@@ -17,7 +17,17 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api import ApiError
-from api.routes import alerts, billing, health, ledger, live, pages, portal, readings
+from api.routes import (
+    account_pages,
+    alerts,
+    billing,
+    health,
+    ledger,
+    live,
+    pages,
+    portal,
+    readings,
+)
 from api.routes import collections as collections_routes
 from api.routes import operators as operators_routes
 from app.settings import Settings
@@ -67,6 +77,7 @@ def create_app(
     app.include_router(collections_routes.router)  # collections (operator), portal interest
     app.include_router(live.router)  # live view /uzivo + SSE, operator screens /ops
     app.include_router(operators_routes.router)  # operator accounts, audit
+    account_pages.install(app)  # export, password, notifications, problem reports
     pages.install(app)  # HTML portal pages and /static
 
     app.add_exception_handler(ApiError, _api_error)  # type: ignore[arg-type]
