@@ -222,3 +222,26 @@ def test_reports_isolation_and_operator_status(db_url: str, pool: ConnectionPool
         assert a.post(url, json={"status": "resolved"}, headers=op).status_code == 200
     assert count(pool, "SELECT count(*) FROM customer_reports WHERE status = 'resolved'"
                        " AND updated_by IS NOT NULL") == 1
+    assert count(pool, "SELECT count(*) FROM operator_audit WHERE action ="
+                       " 'POST /api/v1/ops/reports/{report_id}/status'") == 5
+
+
+def test_wrong_current_passwords_lock_the_account(pool: ConnectionPool, clock: Clock) -> None:
+    from datetime import timedelta
+
+    from api.throttle import Policy
+
+    body = {"current_password": "pogresna-lozinka", "new_password": NEW_PW,
+            "new_password_repeat": NEW_PW}
+    with make_client(pool, clock) as client:
+        client.app.state.login_policy = Policy(account_failures=2,  # type: ignore[attr-defined]
+                                               window=timedelta(minutes=15))
+        login(client, "100001", PW_A)
+        codes = [client.post("/api/v1/portal/password", json=body).status_code
+                 for _ in range(3)]
+        right = client.post("/api/v1/portal/password", json={**body, "current_password": PW_A})
+    assert codes == [403, 403, 429]
+    assert right.status_code == 429 and int(right.headers["retry-after"]) > 0
+    with make_client(pool, clock) as fresh:  # the old password still works after the lock
+        clock.now = START + timedelta(minutes=16)
+        login(fresh, "100001", PW_A)
