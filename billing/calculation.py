@@ -124,6 +124,14 @@ def compute_invoice(
     return _totals(customer_id, period, [line for line, _ in keyed])
 
 
+def with_extra_lines(draft: InvoiceDraft, extra: Sequence[InvoiceLine]) -> InvoiceDraft:
+    """`draft` with `extra` lines appended after its own and the totals made anew (VAT per
+    rate over all lines)."""
+    if not extra:
+        return draft
+    return _totals(draft.customer_id, draft.period, [*draft.lines, *extra])
+
+
 def _active_spans(contracts: Sequence[ContractInput], first: date, end: date) -> list[_Span]:
     spans: list[_Span] = []
     for c in contracts:

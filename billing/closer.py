@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any
@@ -24,7 +25,22 @@ from typing import Any
 import psycopg
 
 from billing import BillingError
-from billing.calculation import ContractInput, DailyConsumption, InvoiceDraft, compute_invoice
+from billing.calculation import (
+    ContractInput,
+    DailyConsumption,
+    InvoiceDraft,
+    InvoiceLine,
+    compute_invoice,
+    with_extra_lines,
+)
+from billing.close_hooks import (
+    AfterWrite,
+    CloseContext,
+    LineSource,
+    WrittenInvoice,
+    default_after_write,
+    default_line_sources,
+)
 from billing.ledger import Chart, InvoiceTotals, load_chart
 from billing.ledger_posting import post_invoices
 from billing.reference import make_payment_reference
@@ -105,14 +121,16 @@ class CloseResult:
 
 def close_period(
     conn: psycopg.Connection, period: str, *, issued_on: date, payment_days: int = 15,
-    chart: Chart | None = None,
+    chart: Chart | None = None, line_sources: Sequence[LineSource] | None = None,
+    after_write: Sequence[AfterWrite] | None = None,
 ) -> CloseResult:
     """Invoice every customer with a contract active in `period` ('YYYY-MM') who has no
     invoice for it yet. A customer whose data cannot be invoiced (no price for a day's
     consumption, overlapping contracts, …) is left out and listed in `skipped`; one with
     nothing to invoice (no fee, no consumption) gets no invoice. Both are picked up by a
     later run once their data is there. Every invoice is booked with `chart` (default: the
-    packaged chart of accounts). Raises `BillingError` for a bad period, a period
+    packaged chart of accounts). `line_sources` and `after_write` default to
+    `billing.close_hooks`' registered ones. Raises `BillingError` for a bad period, a period
     that has not ended by `issued_on`, or an unreadable tariff catalog."""
     if not isinstance(period, str) or not _PERIOD.match(period):
         raise BillingError(f"period: must be YYYY-MM, got {period!r}")
@@ -141,16 +159,19 @@ def close_period(
         contracts = _load_contracts(conn, args)
         skipped = {k: v for k, v in _overlapping(conn, args).items() if k in contracts}
         consumption = _load_consumption(conn, args, _price_breaks(catalog, contracts, first, end))
+        ctx = CloseContext(conn, period, first, end, issued_on, catalog)
+        extra = _extra_lines(ctx, contracts, skipped, line_sources)
         drafts: list[InvoiceDraft] = []
-        for customer_id in sorted(contracts):
+        for customer_id in sorted(set(contracts) | set(extra)):
             if customer_id in skipped:
                 continue
             try:
-                draft = compute_invoice(customer_id, period, contracts[customer_id],
+                draft = compute_invoice(customer_id, period, contracts.get(customer_id, []),
                                         consumption.get(customer_id, []), catalog)
             except BillingError as exc:
                 skipped[customer_id] = str(exc)
                 continue
+            draft = with_extra_lines(draft, extra.get(customer_id, []))
             if draft.lines:  # a tariff without fees and no consumption: nothing to invoice
                 drafts.append(draft)
         if last_seq + len(drafts) > MAX_SEQ:
@@ -161,6 +182,9 @@ def close_period(
                          (last_seq + len(drafts), issued_on.year))
             post_invoices(conn, _ledger_totals(drafts, issued_on, last_seq),
                           chart=chart or load_chart())
+            written = _written(drafts, issued_on, payment_days, last_seq)
+            for step in default_after_write() if after_write is None else after_write:
+                step(ctx, written)
         unbilled = _scalar(conn, _UNBILLED, args)
     return CloseResult(
         period=period,
@@ -195,6 +219,37 @@ class _CachedCatalog(Catalog):
         if found is None:
             found = self._between[key] = super().versions_between(tariff_code, first, end)
         return found
+
+
+def _extra_lines(ctx: CloseContext, contracts: dict[str, list[ContractInput]],
+                 skipped: dict[str, str], sources: Sequence[LineSource] | None
+                 ) -> dict[str, list[InvoiceLine]]:
+    """The lines of every line source per customer; customers a source names beyond those
+    with contracts are kept only if they have no invoice for the period yet."""
+    out: dict[str, list[InvoiceLine]] = defaultdict(list)
+    candidates = sorted(contracts)
+    for source in default_line_sources() if sources is None else sources:
+        found = source(ctx, candidates)
+        for customer_id, why in found.skipped.items():
+            skipped.setdefault(customer_id, why)
+        for customer_id, lines in found.lines.items():
+            out[customer_id].extend(lines)
+    others = [c for c in out if c not in contracts]
+    if others:
+        invoiced = {r[0] for r in ctx.conn.execute(
+            "SELECT customer_id FROM invoices WHERE period = %s AND kind = 'invoice'"
+            " AND customer_id = ANY(%s)", (ctx.period, others))}
+        for customer_id in invoiced:
+            del out[customer_id]
+    return out
+
+
+def _written(drafts: list[InvoiceDraft], issued_on: date, payment_days: int, last_seq: int
+             ) -> list[WrittenInvoice]:
+    due_on = issued_on + timedelta(days=payment_days)
+    return [WrittenInvoice(f"{issued_on.year}-{seq:06d}", d.customer_id, d.period, issued_on,
+                           due_on, d.net_fen, d.vat_fen, d.total_fen)
+            for seq, d in enumerate(drafts, start=last_seq + 1)]
 
 
 def _scalar(conn: psycopg.Connection, query: str, params: Any) -> int:

@@ -1,0 +1,70 @@
+"""Extension points of the monthly close, so features add to an invoice without editing
+the closer: a *line source* adds lines to the invoices being made (adjustments of earlier
+periods, estimates, late-payment interest, …); an *after-write* step runs in the same
+transaction once the invoices are written and booked (credit allocation, outbound events).
+
+Each feature registers its functions in `default_line_sources` / `default_after_write`
+(imported lazily so this module stays import-cycle free).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import date
+
+import psycopg
+
+from billing.calculation import InvoiceLine
+from rating.catalog import Catalog
+
+
+@dataclass(frozen=True)
+class CloseContext:
+    """What a hook may use: the close's connection (inside its transaction), the period,
+    its first day and the day after its last, the issue date and the catalog in use."""
+
+    conn: psycopg.Connection
+    period: str
+    first: date
+    end: date
+    issued_on: date
+    catalog: Catalog
+
+
+@dataclass
+class ExtraLines:
+    """Lines a source adds per customer; `skipped` names customers it cannot invoice now
+    (the closer leaves them out with that reason, a later run picks them up)."""
+
+    lines: dict[str, list[InvoiceLine]] = field(default_factory=dict)
+    skipped: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class WrittenInvoice:
+    invoice_number: str
+    customer_id: str
+    period: str
+    issued_on: date
+    due_on: date
+    net_fen: int
+    vat_fen: int
+    total_fen: int
+
+
+# `customer_ids`: customers with a contract active in the period and no invoice for it
+# yet. A source may also return lines for other customers without an invoice for the
+# period (e.g. an adjustment after the contract ended); they are invoiced too.
+LineSource = Callable[[CloseContext, Sequence[str]], ExtraLines]
+AfterWrite = Callable[[CloseContext, Sequence[WrittenInvoice]], None]
+
+
+def default_line_sources() -> list[LineSource]:
+    """The line sources every close runs, in the order their lines appear."""
+    return []
+
+
+def default_after_write() -> list[AfterWrite]:
+    """The steps every close runs after writing its invoices, in this order."""
+    return []
