@@ -55,12 +55,17 @@ class Routed:
     received: int  # reads found in the payload, valid or not
 
 
-def route_message(topic: str, payload: bytes) -> Routed:
-    """Validate one message (pure). Valid reads are kept even when others are bad."""
+def route_message(topic: str, payload: bytes, *, not_gateways: frozenset[str] = frozenset()
+                  ) -> Routed:
+    """Validate one message (pure). Valid reads are kept even when others are bad.
+    `not_gateways`: broker users that are not AMR gateways (the ingest user itself): the
+    ACL's ``pattern write amr/%u/#`` would let them publish under their own prefix too."""
     parts = topic.split("/")
     gateway_id = parts[1] if len(parts) > 1 and parts[1] else "mqtt"
     if len(parts) != 3 or parts[0] != "amr" or not parts[1] or not parts[2]:
         return Routed(gateway_id, [], f"topic: {topic[:200]!r} is not amr/<gateway>/<meter>", 0)
+    if gateway_id in not_gateways:
+        return Routed(gateway_id, [], f"topic: {gateway_id!r} is not an AMR gateway", 0)
     meter_id = parts[2]
     if len(payload) > MAX_PAYLOAD:
         return Routed(gateway_id, [], f"payload: {len(payload)} bytes, over 1 MiB", 0)
@@ -162,6 +167,7 @@ class MqttGateway:
         self.session_expiry_s = session_expiry_s
         self.backoff_s = backoff_s
         self.stats = GatewayStats()
+        self._not_gateways = frozenset({settings.mqtt_username})
         self.ready = threading.Event()  # set while connected and subscribed
         self._lock = threading.Lock()
         self._pending: deque[_Pending] = deque()
@@ -204,7 +210,7 @@ class MqttGateway:
 
     def _handle(self, msg: mqtt.MQTTMessage) -> None:
         payload = bytes(msg.payload)  # paho types it bytes | bytearray; it is bytes in practice
-        routed = route_message(msg.topic, payload)
+        routed = route_message(msg.topic, payload, not_gateways=self._not_gateways)
         entry = _Pending(msg.mid, msg.qos, int(bool(routed.records)) + int(bool(routed.reason)))
         self.stats.messages += 1
         self.stats.redelivered += int(bool(msg.dup))

@@ -122,6 +122,16 @@ def test_topic_not_of_the_shape(topic: str, gateway: str) -> None:
     assert r.gateway_id == gateway
 
 
+def test_the_ingest_user_is_not_a_gateway() -> None:
+    # the broker's `pattern write amr/%u/#` also lets the ingest user publish under
+    # amr/ingest/: the gateway refuses such reads as not coming from an AMR gateway
+    payload = orjson.dumps(read("E-1"))
+    r = route_message("amr/ingest/E-1", payload, not_gateways=frozenset({"ingest"}))
+    assert r.records == [] and r.reason == "topic: 'ingest' is not an AMR gateway"
+    assert route_message("amr/gw-001/E-1", payload,
+                         not_gateways=frozenset({"ingest"})).records
+
+
 def test_dead_letter_record_carries_the_original_bytes() -> None:
     original = b'{"meter_id": "\xff'
     doc = orjson.loads(
