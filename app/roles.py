@@ -16,8 +16,18 @@ from app.settings import Settings
 def _serve(app: object, settings: Settings) -> None:
     import uvicorn
 
+    proxy = settings.forwarded_allow_ips
     server = uvicorn.Server(
-        uvicorn.Config(app, host=settings.host, port=settings.port, log_level="warning")  # type: ignore[arg-type]
+        uvicorn.Config(
+            app,  # type: ignore[arg-type]
+            host=settings.host,
+            port=settings.port,
+            log_level="warning",
+            # behind a TLS proxy the client's address (login throttling per IP, audit) comes
+            # from X-Forwarded-For, trusted only from the proxy's own address
+            proxy_headers=proxy is not None,
+            forwarded_allow_ips=proxy,
+        )
     )
     # Ctrl-C reaches the whole process group; uvicorn has already shut down by then
     with contextlib.suppress(KeyboardInterrupt):
@@ -48,9 +58,15 @@ def cmd_api(settings: Settings, args: argparse.Namespace) -> int:
 
         start_http_server(settings.metrics_port)
     rt = bootstrap(settings)
+    stop = threading.Event()
+    sweeper = threading.Thread(target=_housekeeping, args=(rt, stop), name="housekeeping",
+                               daemon=True)
+    sweeper.start()
     try:
         _serve(create_app(settings, rt.pool, read_producer=read_producer(settings)), settings)
     finally:
+        stop.set()
+        sweeper.join(timeout=5)
         rt.close()
     return 0
 
@@ -83,18 +99,22 @@ def _apply_address(settings: Settings, args: argparse.Namespace) -> None:
         settings.port = args.port
 
 
-def _sweep_alerts(rt: Runtime, stop: threading.Event, every_s: float = 300.0) -> None:
-    """Communication-loss alerts need a clock, not a read: sweep every few minutes."""
+def _housekeeping(rt: Runtime, stop: threading.Event, every_s: float = 300.0) -> None:
+    """What needs a clock, not an event, every few minutes: communication-loss alerts (no
+    read for hours) and dropping login-throttle counters that can no longer matter."""
     import logging
 
+    from api.throttle import prune
     from stream.alerts import sweep_communication_loss
 
     while not stop.wait(every_s):
         try:
+            now = now_utc()
             with rt.pool.connection() as conn, conn.transaction():
-                sweep_communication_loss(conn, int(now_utc().timestamp()))
+                sweep_communication_loss(conn, int(now.timestamp()))
+                prune(conn, now)
         except Exception:  # a failed sweep must not stop the service; the next one retries
-            logging.getLogger(__name__).exception("alerts sweep failed")
+            logging.getLogger(__name__).exception("housekeeping failed")
 
 
 def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
@@ -169,7 +189,7 @@ def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
         flush=True,
     )
     threads.append(
-        threading.Thread(target=_sweep_alerts, args=(rt, stop), name="alerts-sweep", daemon=True)
+        threading.Thread(target=_housekeeping, args=(rt, stop), name="housekeeping", daemon=True)
     )
     for t in threads:
         t.start()

@@ -20,6 +20,11 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
     pool_size: int = Field(default=8, ge=1, le=100)
+    forwarded_allow_ips: str | None = Field(
+        default=None,
+        description="behind a TLS proxy: its address(es), comma-separated, whose "
+        "X-Forwarded-For/-Proto are trusted; unset = proxy headers ignored",
+    )
     cookie_secure: bool = Field(default=True, description="set false only for plain local HTTP")
     session_idle_minutes: int = Field(default=30, ge=1)
     session_absolute_hours: int = Field(default=12, ge=1)
