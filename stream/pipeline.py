@@ -1,13 +1,15 @@
 """One batch of reads through the whole chain, in one transaction.
 
-decode → load master data and lock per-register state → validate (pure) → split the
-intervals at local midnight (pure) → price them (pure) → write through the sink.
+decode → load master data and lock per-register state → validate and flag (pure; the
+daily history the spike rule needs is loaded set-based) → split the intervals at local
+midnight (pure) → price them (pure) → write through the sink. Reads from the future are
+quarantined (`quarantined_reads`), not rejected: `release_quarantined` re-feeds them.
 The same function serves HTTP ingest, file import, the simulator and the Kafka workers.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,21 +20,24 @@ from rating.catalog import Catalog
 from schemas import SchemaError
 from schemas.meter_reads import MeterRead, decode_read
 from stream.alerts import evaluate_batch
-from stream.directory import load_meters, lock_state
+from stream.directory import load_daily_medians, load_meters, lock_state
 from stream.rate import rate_intervals
-from stream.sink_postgres import ConsumedOffset, RejectedRow, write_batch
+from stream.sink_postgres import ConsumedOffset, QuarantinedRow, RejectedRow, write_batch
 from stream.vee import (
     ACCEPTED,
     CHECK_HISTORY,
     DUPLICATE,
+    QUARANTINED,
     REJECTED,
-    validate_reads,
+    HistoryKey,
+    validate_batch,
 )
+from stream.vee_rules import DEFAULT_CONFIG, VeeConfig, is_demand_register
 
 
 @dataclass(frozen=True, slots=True)
 class ReadOutcome:
-    status: str  # accepted | duplicate | rejected
+    status: str  # accepted | duplicate | rejected | quarantined
     reason: str | None = None
     read_at: int | None = None  # epoch seconds, set on accepted reads (latency metrics)
 
@@ -43,6 +48,7 @@ class BatchResult:
     accepted: int = 0
     duplicates: int = 0
     rejected: int = 0
+    quarantined: int = 0
     pieces: int = 0
     reasons: dict[str, int] = field(default_factory=dict)
     alerts: list[dict[str, Any]] = field(default_factory=list)  # meter.alerts.v1 events
@@ -62,12 +68,16 @@ def process_reads(
     catalog: Catalog | None = None,
     offsets: Sequence[ConsumedOffset] = (),
     rejected_before: Sequence[RejectedRow] = (),
+    config: VeeConfig = DEFAULT_CONFIG,
+    reject_spikes: bool = False,
 ) -> BatchResult:
     """Validate, rate and store a batch of read objects (decoded JSON). Commits nothing:
     the caller owns the transaction (``with conn.transaction():``).
 
     ``rejected_before``: input the caller already refused (bytes that were not JSON, …),
-    stored in ``rejected_reads`` in the same transaction; not counted in the result."""
+    stored in ``rejected_reads`` in the same transaction; not counted in the result.
+    ``reject_spikes``: refuse a read whose advance is a spike instead of storing it with
+    the flag (the portal's self-reads: the customer is asked to check the digits)."""
     outcomes: list[ReadOutcome | None] = [None] * len(payloads)
     rejected: list[RejectedRow] = list(rejected_before)
     reads: list[MeterRead] = []
@@ -83,10 +93,17 @@ def process_reads(
     meter_ids = {r.meter_id for r in reads}
     meters = load_meters(conn, meter_ids) if meter_ids else {}
     state = lock_state(conn, meter_ids) if meter_ids else {}
-    verdict = validate_reads(reads, meters, state, now)
+
+    def history(keys: Mapping[HistoryKey, int]) -> Mapping[HistoryKey, tuple[int, int]]:
+        return load_daily_medians(conn, keys, config.spike_history_days)
+
+    verdict = validate_batch(
+        reads, meters, state, now, history, config=config, reject_spikes=reject_spikes
+    )
     _resolve_history(conn, reads, verdict.status, verdict.reason)
 
     stored_reads = []
+    quarantined: list[QuarantinedRow] = []
     accepted_reads: list[tuple[MeterRead, Any]] = []
     for k, read in enumerate(reads):
         i = positions[k]
@@ -100,12 +117,26 @@ def process_reads(
                     read.value_milli,
                     read.unit,
                     read.source,
+                    _array(verdict.flags[k]),
                 )
             )
             outcomes[i] = ReadOutcome(ACCEPTED, None, read.read_at)
             accepted_reads.append((read, payloads[i]))
         elif st == DUPLICATE:
             outcomes[i] = ReadOutcome(DUPLICATE)
+        elif st == QUARANTINED:
+            why = verdict.reason[k] or "quarantined"
+            outcomes[i] = ReadOutcome(QUARANTINED, why)
+            quarantined.append(
+                QuarantinedRow(
+                    read.meter_id,
+                    read.register,
+                    read.read_at,
+                    read.value_milli,
+                    why,
+                    rejected_row(payloads[i], why).payload,
+                )
+            )
         else:
             why = verdict.reason[k] or "rejected"
             outcomes[i] = ReadOutcome(REJECTED, why)
@@ -113,7 +144,8 @@ def process_reads(
 
     rated = rate_intervals(verdict.intervals, meters, catalog or load_catalog(conn))
     new_state = [
-        (m, r, s.last_read_at, s.last_value_milli) for (m, r), s in verdict.new_state.items()
+        (m, r, s.last_read_at, s.last_value_milli, s.value_since)
+        for (m, r), s in verdict.new_state.items()
     ]
     write_batch(
         conn,
@@ -125,6 +157,7 @@ def process_reads(
         state=new_state,
         rejected=rejected,
         offsets=offsets,
+        quarantined=quarantined,
     )
     alerts = evaluate_batch(
         conn, reads=accepted_reads, intervals=verdict.intervals, meters=meters, now=now
@@ -136,6 +169,8 @@ def process_reads(
             result.accepted += 1
         elif o.status == DUPLICATE:
             result.duplicates += 1
+        elif o.status == QUARANTINED:
+            result.quarantined += 1
         else:
             result.rejected += 1
             key = (o.reason or "").split(":")[0]
@@ -149,7 +184,8 @@ def _resolve_history(
     status: list[str],
     reason: list[str | None],
 ) -> None:
-    """Reads older than the register's last accepted read: a stored twin is a duplicate."""
+    """Reads older than the register's last accepted read: a stored twin is a duplicate.
+    A late read of a maximum-demand register makes no interval: it is simply stored."""
     idx = [k for k, s in enumerate(status) if s == CHECK_HISTORY]
     if not idx:
         return
@@ -163,7 +199,9 @@ def _resolve_history(
     stored = {(m, g, t): v for m, g, t, v in rows}
     for k, key in zip(idx, keys, strict=True):
         value = stored.get(key)
-        if value is None:
+        if value is None and is_demand_register(reads[k].register):
+            status[k] = ACCEPTED
+        elif value is None:
             status[k] = REJECTED
             reason[k] = "older than the last accepted read of this register (late read)"
         elif value == reads[k].value_milli:
@@ -171,6 +209,11 @@ def _resolve_history(
         else:
             status[k] = REJECTED
             reason[k] = "conflicts with an accepted read at the same instant"
+
+
+def _array(flags: Sequence[str]) -> str:
+    """Quality flags as a PostgreSQL array literal (flags are plain identifiers)."""
+    return "{" + ",".join(flags) + "}" if flags else "{}"
 
 
 def rejected_row(obj: Any, reason: str) -> RejectedRow:

@@ -1,8 +1,8 @@
 """The one PostgreSQL sink: COPY into staging tables, then INSERT … ON CONFLICT DO NOTHING.
 
-Everything a batch changes — reads, rejected reads, rated intervals, the daily rollup,
-per-register state (and, on Kafka, the consumed offsets) — is written in the caller's
-transaction, so a redelivered batch changes nothing.
+Everything a batch changes — reads with their quality flags, rejected and quarantined
+reads, rated intervals, the daily rollup, per-register state (and, on Kafka, the consumed
+offsets) — is written in the caller's transaction, so a redelivered batch changes nothing.
 """
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ import psycopg
 
 _STAGING = """
 CREATE TEMP TABLE IF NOT EXISTS stage_readings (
-    meter_id text, register text, read_at bigint, value_milli bigint, unit text, source text
+    meter_id text, register text, read_at bigint, value_milli bigint, unit text, source text,
+    quality text[]
 ) ON COMMIT DELETE ROWS;
 CREATE TEMP TABLE IF NOT EXISTS stage_intervals (
     meter_id text, register text, start_at bigint, end_at bigint, day_index integer,
@@ -27,13 +28,16 @@ CREATE TEMP TABLE IF NOT EXISTS stage_daily (
     quantity_milli bigint, amount_nano bigint, pieces integer
 ) ON COMMIT DELETE ROWS;
 CREATE TEMP TABLE IF NOT EXISTS stage_state (
-    meter_id text, register text, last_read_at bigint, last_value_milli bigint
+    meter_id text, register text, last_read_at bigint, last_value_milli bigint,
+    value_since bigint
 ) ON COMMIT DELETE ROWS;
 """
 
 _INSERT_READINGS = """
-INSERT INTO readings (meter_id, register, read_at, value_milli, unit, source, received_at)
-SELECT meter_id, register, to_timestamp(read_at), value_milli, unit, source, to_timestamp(%s)
+INSERT INTO readings (meter_id, register, read_at, value_milli, unit, source, received_at,
+                      quality)
+SELECT meter_id, register, to_timestamp(read_at), value_milli, unit, source, to_timestamp(%s),
+       coalesce(quality, '{}')
 FROM stage_readings
 ON CONFLICT DO NOTHING
 """
@@ -62,10 +66,13 @@ SET quantity_milli = d.quantity_milli + excluded.quantity_milli,
 """
 
 _UPSERT_STATE = """
-INSERT INTO meter_state (meter_id, register, last_read_at, last_value_milli)
-SELECT meter_id, register, to_timestamp(last_read_at), last_value_milli FROM stage_state
+INSERT INTO meter_state (meter_id, register, last_read_at, last_value_milli, value_since)
+SELECT meter_id, register, to_timestamp(last_read_at), last_value_milli,
+       to_timestamp(value_since)
+FROM stage_state
 ON CONFLICT (meter_id, register) DO UPDATE
-SET last_read_at = excluded.last_read_at, last_value_milli = excluded.last_value_milli
+SET last_read_at = excluded.last_read_at, last_value_milli = excluded.last_value_milli,
+    value_since = excluded.value_since
 WHERE meter_state.last_read_at < excluded.last_read_at
 """
 
@@ -74,6 +81,12 @@ COPY rejected_reads (received_at, channel, meter_id, register, read_at, reason, 
 FROM STDIN
 """
 
+_INSERT_QUARANTINED = """
+INSERT INTO quarantined_reads (received_at, channel, meter_id, register, read_at,
+                               value_milli, reason, payload)
+VALUES (to_timestamp(%s), %s, %s, %s, to_timestamp(%s), %s, %s, %s::jsonb)
+ON CONFLICT DO NOTHING
+"""
 
 _UPSERT_OFFSET = """
 INSERT INTO stream_offsets (consumer_group, topic, partition, next_offset)
@@ -94,6 +107,18 @@ class ConsumedOffset:
     topic: str
     partition: int
     next_offset: int
+
+
+@dataclass(frozen=True)
+class QuarantinedRow:
+    """A read from the future, kept with its original JSON until time has caught up."""
+
+    meter_id: str
+    register: str
+    read_at: int
+    value_milli: int
+    reason: str
+    payload: str  # JSON text
 
 
 @dataclass(frozen=True)
@@ -131,15 +156,21 @@ def write_batch(
     state: Sequence[Sequence[object]],
     rejected: Sequence[RejectedRow],
     offsets: Sequence[ConsumedOffset] = (),
+    quarantined: Sequence[QuarantinedRow] = (),
 ) -> int:
-    """Write one validated batch; return how many readings were newly stored."""
+    """Write one validated batch; return how many readings were newly stored.
+
+    `readings` rows: meter_id, register, read_at, value_milli, unit, source and optionally
+    the quality flags as a PostgreSQL array literal ('{gap,spike}'); `state` rows:
+    meter_id, register, last_read_at, last_value_milli and optionally value_since."""
     ensure_staging(conn)
     stored = 0
     if readings:
         _copy(
             conn,
             "stage_readings",
-            "meter_id, register, read_at, value_milli, unit, source",
+            "meter_id, register, read_at, value_milli, unit, source"
+            + (", quality" if len(readings[0]) > 6 else ""),
             readings,
         )
         stored = conn.execute(_INSERT_READINGS, (received_at,)).rowcount
@@ -166,7 +197,8 @@ def write_batch(
                 )
                 conn.execute(_UPSERT_DAILY)
     if state:
-        _copy(conn, "stage_state", "meter_id, register, last_read_at, last_value_milli", state)
+        columns = "meter_id, register, last_read_at, last_value_milli"
+        _copy(conn, "stage_state", columns + (", value_since" if len(state[0]) > 4 else ""), state)
         conn.execute(_UPSERT_STATE)
     if rejected:
         with conn.cursor() as cur, cur.copy(_INSERT_REJECTED) as copy:
@@ -182,6 +214,16 @@ def write_batch(
                         r.payload,
                     )
                 )
+    if quarantined:
+        with conn.cursor() as cur:
+            cur.executemany(
+                _INSERT_QUARANTINED,
+                [
+                    (received_at, channel, q.meter_id, q.register, q.read_at, q.value_milli,
+                     q.reason, q.payload)
+                    for q in quarantined
+                ],
+            )  # fmt: skip
     for off in offsets:
         conn.execute(
             _UPSERT_OFFSET, (off.consumer_group, off.topic, off.partition, off.next_offset)

@@ -3,6 +3,7 @@ from stream.vee import (
     ACCEPTED,
     CHECK_HISTORY,
     DUPLICATE,
+    QUARANTINED,
     REJECTED,
     MeterInfo,
     RegisterState,
@@ -30,7 +31,8 @@ def test_multiplier_and_sequence_inside_a_batch() -> None:
         (100, 200, 500 * 40),
         (200, 300, 1500 * 40),
     ]
-    assert v.new_state[("E1", "1.8.1")] == RegisterState(300, 3000)
+    assert v.new_state[("E1", "1.8.1")] == RegisterState(300, 3000, value_since=300)
+    assert v.flags == [[], ["initial"], []]
 
 
 def test_rejections_do_not_break_the_rest_of_the_group() -> None:
@@ -45,10 +47,12 @@ def test_rejections_do_not_break_the_rest_of_the_group() -> None:
         r(260, 1, register="2.8.0"),
     ]
     v = validate_reads(reads, {"E1": METER}, state, now=1000)
-    assert v.status == [CHECK_HISTORY, DUPLICATE, REJECTED, ACCEPTED, REJECTED, REJECTED, REJECTED]
+    assert v.status == [
+        CHECK_HISTORY, DUPLICATE, REJECTED, ACCEPTED, REJECTED, QUARANTINED, REJECTED
+    ]  # fmt: skip
     assert v.reason[2] == "register went backwards without a rollover"
     assert v.reason[4] == "unit m3 does not fit a electricity meter"
-    assert v.reason[5] == "read_at is in the future"
+    assert v.reason[5] == "read_at is in the future: 277777 h 30 min ahead of the clock"
     assert [i.quantity_milli for i in v.intervals] == [200 * 40]
 
 
