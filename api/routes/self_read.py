@@ -167,7 +167,9 @@ def submit_reads(request: Request, form: Form, session: Session, conn: Conn, now
     payloads = [{"meter_id": r.meter_id, "register": r.register, "read_at": read_at,
                  "value": values[r.field], "unit": r.unit, "source": SOURCE} for r in chosen]
     with conn.transaction():
-        result = process_reads(conn, payloads, channel=CHANNEL, now=int(now.timestamp()))
+        # a typo of one digit must not bill a month: a self-read spike is refused, not flagged
+        result = process_reads(conn, payloads, channel=CHANNEL, now=int(now.timestamp()),
+                               reject_spikes=True)
     for reg, outcome in zip(chosen, result.outcomes, strict=True):
         answers[reg.field] = explain(outcome, reg, values[reg.field], lang)
     kept = {k: v for k, v in typed.items() if k in answers and answers[k].status == "rejected"}
