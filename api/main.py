@@ -30,6 +30,7 @@ from api.routes import (
 )
 from api.routes import collections as collections_routes
 from api.routes import operators as operators_routes
+from api.routes import read_edits as read_edits_routes
 from app.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -77,6 +78,7 @@ def create_app(
     app.include_router(collections_routes.router)  # collections (operator), portal interest
     app.include_router(live.router)  # live view /uzivo + SSE, operator screens /ops
     app.include_router(operators_routes.router)  # operator accounts, audit
+    app.include_router(read_edits_routes.router)  # operator read corrections (re-flow)
     account_pages.install(app)  # export, password, notifications, problem reports
     pages.install(app)  # HTML portal pages and /static
 
