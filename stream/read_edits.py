@@ -342,7 +342,7 @@ def _write(
         with conn.cursor() as cur:
             cur.executemany(_INSERT_INTERVAL, priced.after.interval_rows())
     if priced.daily_changes:
-        columns = list(zip(*priced.daily_changes, strict=True))
+        columns = [list(col) for col in zip(*priced.daily_changes, strict=True)]
         for reg, day, q, a, c in conn.execute(_ADD_DAILY, columns).fetchall():
             if q < 0 or a < 0 or c < 0:
                 raise ReadEditConflict(
