@@ -26,6 +26,7 @@ from api.routes import (
     live,
     pages,
     portal,
+    quarantine,
     readings,
 )
 from api.routes import collections as collections_routes
@@ -78,6 +79,7 @@ def create_app(
     app.include_router(collections_routes.router)  # collections (operator), portal interest
     app.include_router(live.router)  # live view /uzivo + SSE, operator screens /ops
     app.include_router(operators_routes.router)  # operator accounts, audit
+    app.include_router(quarantine.router)  # reads from the future, held until released
     app.include_router(read_edits_routes.router)  # operator read corrections (re-flow)
     account_pages.install(app)  # export, password, notifications, problem reports
     pages.install(app)  # HTML portal pages and /static
