@@ -1,6 +1,7 @@
 """Request dependencies: settings, clock, a database connection and the three identities
 (portal customer by session cookie, ingest gateway by bearer token, operator by session
-bearer token or the break-glass operator token, with role check and audit).
+bearer token, browser session cookie or the break-glass operator token, with role check,
+CSRF check for the cookie and audit).
 
 The clock lives on ``app.state``; a request reads it once (``get_now`` is cached per
 request), so tests pin time by handing ``create_app`` their own clock.
@@ -13,6 +14,7 @@ import json
 from collections.abc import Callable, Iterator
 from datetime import date, datetime
 from typing import Annotated, Any
+from urllib.parse import parse_qsl
 
 import psycopg
 from fastapi import Depends, Request
@@ -22,9 +24,11 @@ from pydantic import SecretStr
 from api import ApiError, Forbidden, NotAuthenticated
 from api.operators import (
     BREAK_GLASS,
+    OPS_COOKIE,
     ROLES,
     OperatorIdentity,
     any_operator,
+    ops_csrf,
     redact,
     required_roles,
     session_operator,
@@ -37,6 +41,9 @@ from app.settings import Settings
 from rating.calendar import LOCAL_TZ
 
 BEARER = {"WWW-Authenticate": "Bearer"}
+SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
+CSRF_HEADER = "X-CSRF-Token"
+MAX_FORM_BYTES = 16384
 
 
 def get_settings(request: Request) -> Settings:
@@ -121,17 +128,55 @@ async def request_json(request: Request) -> Any:
         return None
 
 
+async def request_csrf(request: Request) -> str | None:
+    """The CSRF token of a state-changing request made with an operator session cookie:
+    the ``X-CSRF-Token`` header, else the ``csrf`` field of an urlencoded form (the body is
+    read once here; Starlette keeps the bytes for the route). None otherwise."""
+    if (request.method in SAFE_METHODS or bearer_token(request) is not None
+            or OPS_COOKIE not in request.cookies):
+        return None
+    header = request.headers.get(CSRF_HEADER)
+    if header:
+        return header
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    length = request.headers.get("content-length", "")
+    if ctype != "application/x-www-form-urlencoded" or (
+            length.isdigit() and int(length) > MAX_FORM_BYTES):
+        return None
+    try:
+        raw = await request.body()
+        pairs = parse_qsl(raw[:MAX_FORM_BYTES].decode("utf-8"), max_num_fields=100)
+    except (RuntimeError, UnicodeDecodeError, ValueError):
+        return None
+    return next((value for name, value in pairs if name == "csrf"), None)
+
+
+def _check_role(request: Request, who: OperatorIdentity) -> None:
+    route = request.scope.get("route")
+    template = str(getattr(route, "path", request.url.path))
+    needed = required_roles(request.method, template)
+    if not who.may(needed):
+        raise Forbidden(
+            f"operator {who.username} lacks a role for {request.method} {template}:"
+            f" needs one of {', '.join(sorted(needed))}"
+        )
+
+
 def operator(
     request: Request,
     conn: Conn,
     now: Now,
     settings: AppSettings,
     body: Annotated[Any, Depends(request_json)],
+    csrf: Annotated[str | None, Depends(request_csrf)],
 ) -> Iterator[OperatorIdentity]:
     """The operator of the request: a live operator session (bearer token from
-    ``POST /api/v1/operators/login``) or the break-glass ``settings.operator_token``
-    (all roles). 401 without either, 403 when the route needs a role the operator lacks
-    (see ``api.operators.RULES``), 403 when no operator access is configured at all.
+    ``POST /api/v1/operators/login``, or the ``ops_session`` cookie of ``/ops/prijava``)
+    or the break-glass ``settings.operator_token`` (all roles). 401 without either, 403
+    when the route needs a role the operator lacks (see ``api.operators.RULES``), 403
+    when no operator access is configured at all, 403 when a state-changing request with
+    the cookie lacks the session's CSRF token (header ``X-CSRF-Token`` or form field
+    ``csrf``). A bearer token, when sent, is the only credential looked at.
 
     A state-changing call (any method but GET/HEAD) that gets through is written to
     ``operator_audit`` after the route: its outcome, path parameters, query and the
@@ -140,15 +185,15 @@ def operator(
     route = request.scope.get("route")
     template = str(getattr(route, "path", request.url.path))
     who = _authenticate(request, conn, now, settings)
-    needed = required_roles(request.method, template)
-    if not who.may(needed):
-        raise Forbidden(
-            f"operator {who.username} lacks a role for {request.method} {template}:"
-            f" needs one of {', '.join(sorted(needed))}"
-        )
-    if request.method in ("GET", "HEAD"):
+    _check_role(request, who)
+    if request.method in SAFE_METHODS:
         yield who
         return
+    if who.via == "cookie" and not (
+        csrf and who.token and same_secret(csrf, ops_csrf(who.token))
+    ):
+        raise Forbidden(f"csrf: missing or wrong form token ({CSRF_HEADER} header or"
+                        " csrf form field)")
     outcome: dict[str, Any] = {"status": "done"}
     try:
         yield who
@@ -169,6 +214,22 @@ def operator(
             )
 
 
+def page_operator(
+    request: Request, conn: Conn, now: Now, settings: AppSettings
+) -> OperatorIdentity | None:
+    """The operator of an ``/ops`` page (GET): as ``operator``, but None instead of 401
+    when a browser (``Accept: text/html``) comes without a session, so that the page can
+    send it to ``/ops/prijava``; other clients still get the 401."""
+    try:
+        who = _authenticate(request, conn, now, settings)
+    except NotAuthenticated:
+        if "text/html" in request.headers.get("accept", ""):
+            return None
+        raise
+    _check_role(request, who)
+    return who
+
+
 def _authenticate(
     request: Request, conn: psycopg.Connection, now: datetime, settings: Settings
 ) -> OperatorIdentity:
@@ -179,7 +240,12 @@ def _authenticate(
     token = bearer_token(request)
     if token is not None and expected and same_secret(token, str(expected)):
         return OperatorIdentity(BREAK_GLASS, frozenset(ROLES))
-    who = session_operator(conn, token, now, settings) if token else None
+    if token is not None:
+        who = session_operator(conn, token, now, settings, "bearer")
+    else:
+        cookie = request.cookies.get(OPS_COOKIE)
+        who = (session_operator(conn, cookie, now, settings, "cookie")
+               if cookie and len(cookie) <= 128 else None)
     if who is not None:
         return who
     if not expected and not any_operator(conn):
@@ -190,3 +256,4 @@ def _authenticate(
 Customer = Annotated[str, Depends(portal_customer)]
 Gateway = Annotated[str, Depends(ingest_gateway)]
 Operator = Annotated[OperatorIdentity, Depends(operator)]
+OpsPage = Annotated[OperatorIdentity | None, Depends(page_operator)]

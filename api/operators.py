@@ -1,20 +1,26 @@
-"""Operator accounts (roles clerk | billing | legal | admin), their bearer sessions, the
-role each operator route needs, and the audit log.
+"""Operator accounts (roles clerk | billing | legal | admin), their sessions, the role each
+operator route needs, and the audit log.
 
-Operators are API clients, so a login returns a bearer token (not a cookie): no CSRF
+An API client logs in for a bearer token (``POST /api/v1/operators/login``): no CSRF
 surface on the state-changing JSON calls, and the same ``Authorization`` header the
-break-glass ``settings.operator_token`` already uses. The table keeps only the token's
-SHA-256; a session ends after ``session_idle_minutes`` idle or
-``session_absolute_hours`` after login, like a portal session. Time is an argument.
+break-glass ``settings.operator_token`` already uses. A browser logs in at ``/ops/prijava``
+for an HttpOnly ``SameSite=Strict`` cookie (``api.routes.operator_login``); its
+state-changing requests must also carry the session's CSRF token (``ops_csrf``). A
+session is one or the other (column ``via``): a cookie token is no bearer token and the
+other way round. The table keeps only the token's SHA-256; a session ends after
+``session_idle_minutes`` idle or ``session_absolute_hours`` after login, like a portal
+session. Time is an argument.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 import psycopg
 from psycopg.types.json import Jsonb
@@ -31,6 +37,8 @@ from app.settings import Settings
 
 ROLES = ("clerk", "billing", "legal", "admin")
 BREAK_GLASS = "operator_token"
+OPS_COOKIE = "ops_session"
+Via = Literal["bearer", "cookie"]
 _USERNAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 MIN_PASSWORD = 12
 
@@ -45,7 +53,9 @@ RULES: tuple[tuple[str, str, frozenset[str]], ...] = (
     ("*", "/api/v1/collections/", frozenset({"legal", "admin"})),
     ("*", "/api/v1/ledger/", frozenset({"billing", "admin"})),
     ("*", "/api/v1/alerts", frozenset({"clerk", "admin"})),
+    ("POST", "/api/v1/ops/reports/", frozenset({"clerk", "admin"})),  # customers' reports
     ("GET", "/api/v1/ops/", frozenset(ROLES)),  # read-only operator screens
+    ("*", "/ops/alerts", frozenset({"clerk", "admin"})),
     ("GET", "/ops", frozenset(ROLES)),
 )
 
@@ -55,6 +65,7 @@ class OperatorIdentity:
     username: str
     roles: frozenset[str]
     token: str | None = None  # the session token; None for the break-glass token
+    via: Via | None = None  # the session's kind; None for the break-glass token
 
     def may(self, needed: frozenset[str]) -> bool:
         return not needed or bool(self.roles & needed)
@@ -161,9 +172,11 @@ def check_operator_login(
 
 
 def start_operator_session(
-    conn: psycopg.Connection, username: str, now: datetime, settings: Settings
+    conn: psycopg.Connection, username: str, now: datetime, settings: Settings,
+    via: Via = "bearer",
 ) -> str:
-    """A new bearer token for the operator (expired sessions of theirs are dropped)."""
+    """A new session token for the operator, a bearer token or a browser cookie's
+    (expired sessions of theirs are dropped)."""
     token = new_token()
     idle = timedelta(minutes=settings.session_idle_minutes)
     conn.execute(
@@ -173,24 +186,25 @@ def start_operator_session(
     )
     conn.execute(
         """INSERT INTO operator_sessions
-               (token_sha256, username, created_at, last_seen_at, expires_at)
-           VALUES (%s, %s, %s, %s, %s)""",
+               (token_sha256, username, created_at, last_seen_at, expires_at, via)
+           VALUES (%s, %s, %s, %s, %s, %s)""",
         (token_sha256(token), username, now, now,
-         now + timedelta(hours=settings.session_absolute_hours)),
+         now + timedelta(hours=settings.session_absolute_hours), via),
     )
     return token
 
 
 def session_operator(
-    conn: psycopg.Connection, token: str, now: datetime, settings: Settings
+    conn: psycopg.Connection, token: str, now: datetime, settings: Settings,
+    via: Via = "bearer",
 ) -> OperatorIdentity | None:
-    """The active operator of a live session (marked seen now), or None."""
+    """The active operator of a live session of kind ``via`` (marked seen now), or None."""
     key = token_sha256(token)
     row = conn.execute(
         """SELECT s.username, s.last_seen_at, s.expires_at, o.roles, o.active
            FROM operator_sessions s JOIN operators o USING (username)
-           WHERE s.token_sha256 = %s""",
-        (key,),
+           WHERE s.token_sha256 = %s AND s.via = %s""",
+        (key, via),
     ).fetchone()
     if row is None:
         return None
@@ -204,7 +218,13 @@ def session_operator(
         " WHERE token_sha256 = %s",
         (now, key),
     )
-    return OperatorIdentity(str(username), frozenset(roles), token)
+    return OperatorIdentity(str(username), frozenset(roles), token, via)
+
+
+def ops_csrf(session_token: str) -> str:
+    """The form token of a browser session: HMAC-SHA256 of a fixed label keyed by the
+    session's secret, so a foreign page cannot know it."""
+    return hmac.new(session_token.encode(), b"ops-form", hashlib.sha256).hexdigest()
 
 
 def end_operator_session(conn: psycopg.Connection, token: str) -> None:

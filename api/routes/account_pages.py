@@ -1,6 +1,8 @@
 """Customer self-service pages and calls (issue #6).
 
 GET  /api/v1/portal/export.csv   consumption by month + invoices (see ``api.portal_account``)
+GET  /api/v1/portal/export.xml   Green Button (ESPI) daily consumption, 24 months (``api.espi``)
+GET  /moji-podaci.xml            the same for the browser (to /prijava without a session)
 GET/POST /lozinka, POST /api/v1/portal/password   change password
 GET/POST /obavjestenja                             notification preferences
 GET/POST /prijave                                  report a problem, see one's reports
@@ -13,6 +15,7 @@ every session of the customer; the browser that changed it gets a fresh one.
 
 from __future__ import annotations
 
+from datetime import date, datetime
 from typing import Any
 
 import psycopg
@@ -22,6 +25,7 @@ from pydantic import BaseModel, Field
 
 from api import ApiError, BadRequest, NotFound, throttle
 from api.deps import AppSettings, Conn, Customer, Now, Operator, Today
+from api.espi import DailyRow, build_feed
 from api.portal_account import (
     CATEGORIES,
     CHANNELS,
@@ -40,6 +44,7 @@ from api.portal_account import (
 from api.routes.pages import Form, Session, redirect, render, same, session_csrf
 from api.sessions import COOKIE, check_login, start_session
 from app.settings import Settings
+from rating.calendar import LOCAL_TZ
 
 router = APIRouter(include_in_schema=False)
 api_router = APIRouter(tags=["portal"])
@@ -61,6 +66,54 @@ def export(customer: Customer, conn: Conn, today: Today) -> Response:
         media_type="text/csv; charset=utf-8",
         headers={"Content-Disposition": f'attachment; filename="potrosnja-{customer}.csv"'},
     )
+
+
+# ---- Green Button (ESPI) export -------------------------------------------------------
+
+ESPI_MONTHS = 24
+_DAILY_SQL = """
+SELECT d.metering_point_id, d.service, d.register, d.local_day, d.quantity_milli
+FROM contracts c
+JOIN daily_consumption d
+  ON d.metering_point_id = c.metering_point_id AND d.service = c.service
+WHERE c.customer_id = %(customer)s AND c.service IN ('electricity', 'water')
+  AND d.local_day BETWEEN %(first)s AND %(today)s
+  AND d.local_day >= c.valid_from AND (c.valid_to IS NULL OR d.local_day <= c.valid_to)
+"""
+
+
+def espi_first_day(today: date, months: int = ESPI_MONTHS) -> date:
+    """The first day of the month ``months`` months before ``today``'s month."""
+    index = today.year * 12 + today.month - 1 - months
+    return date(index // 12, index % 12 + 1, 1)
+
+
+def daily_rows(conn: psycopg.Connection, customer_id: str, today: date) -> list[DailyRow]:
+    """The customer's metered days (only while each contract ran), the last 24 months."""
+    rows = conn.execute(_DAILY_SQL, {"customer": customer_id, "today": today,
+                                     "first": espi_first_day(today)}).fetchall()
+    return [DailyRow(str(mp), str(svc), str(reg), day, int(q))
+            for mp, svc, reg, day, q in rows]
+
+
+def espi_response(conn: psycopg.Connection, customer_id: str, now: datetime) -> Response:
+    today = now.astimezone(LOCAL_TZ).date()
+    body = build_feed(customer_id, daily_rows(conn, customer_id, today), now=now)
+    return Response(body, media_type="application/atom+xml; charset=utf-8", headers={
+        "Content-Disposition": f'attachment; filename="green-button-{customer_id}.xml"',
+        "Cache-Control": "no-store"})
+
+
+@api_router.get("/api/v1/portal/export.xml")
+def export_espi(customer: Customer, conn: Conn, now: Now) -> Response:
+    return espi_response(conn, customer, now)
+
+
+@router.get("/moji-podaci.xml")
+def my_data_xml(session: Session, conn: Conn, now: Now) -> Response:
+    if session is None:
+        return redirect("/prijava")
+    return espi_response(conn, session[0], now)
 
 
 # ---- password ------------------------------------------------------------------------

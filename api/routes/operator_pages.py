@@ -3,7 +3,11 @@
 /ops (city-wide consumption of the last 24 hours, pipeline health, open alerts) ·
 /ops/map (metering points as SVG dots, same data as the GeoJSON below) ·
 /ops/customers?q= (search) · /ops/customers/{id} (the clerk's view of one customer) ·
+/ops/alerts (active meter alerts; a clerk acknowledges one with a form) ·
 GET /api/v1/ops/metering-points.geojson (RFC 7946 FeatureCollection).
+
+A browser without an operator session is sent to ``/ops/prijava`` (``api.deps.page_operator``);
+API clients (bearer token) get a 401 as before.
 """
 
 from __future__ import annotations
@@ -11,13 +15,15 @@ from __future__ import annotations
 import math
 from html import escape
 from typing import Annotated, Any
+from urllib.parse import quote
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response
 
 from api.charts import Bar, bar_chart
-from api.deps import Conn, Now, Operator, Today
+from api.deps import Conn, Now, Operator, OpsPage, Today
 from api.i18n import Formats, text
+from api.operators import OperatorIdentity, ops_csrf, required_roles
 from api.ops_queries import (
     city_hourly,
     customer_file,
@@ -25,7 +31,8 @@ from api.ops_queries import (
     pipeline_health,
     search_customers,
 )
-from api.routes.pages import page_lang, render
+from api.routes import alerts as alert_calls
+from api.routes.pages import page_lang, redirect, render
 from rating.calendar import LOCAL_TZ
 
 router = APIRouter(include_in_schema=False)
@@ -41,15 +48,27 @@ def metering_points(_op: Operator, conn: Conn) -> Response:
     return JSONResponse(metering_points_geojson(conn), media_type="application/geo+json")
 
 
-def _render(request: Request, name: str, context: dict[str, Any], status: int = 200
-            ) -> Response:
-    """The portal's renderer plus ``o(bs, en)``: operator texts written in place."""
+def ops_render(request: Request, name: str, context: dict[str, Any], status: int = 200,
+               who: OperatorIdentity | None = None) -> Response:
+    """The portal's renderer plus ``o(bs, en)`` (operator texts written in place), the
+    operator's name, what the menu may show, and the logout form's CSRF token for a
+    browser session."""
     lang = page_lang(request)
 
     def o(bs: str, en: str) -> str:
         return en if lang == "en" else bs
 
-    return render(request, name, {"o": o, **context}, status=status)
+    return render(request, name, {
+        "o": o, "operator": who.username if who else None,
+        "may_alerts": bool(who and who.may(required_roles("GET", "/ops/alerts"))),
+        "ops_csrf": ops_csrf(who.token) if who and who.via == "cookie" and who.token else None,
+        **context}, status=status)
+
+
+def to_login(request: Request) -> Response:
+    """A browser without an operator session goes to the login, and back here after."""
+    target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    return redirect(f"/ops/prijava?next={quote(target, safe='/')}")
 
 
 def _hourly_charts(hourly: dict[str, list[Any]], lang: str) -> list[dict[str, str]]:
@@ -72,11 +91,13 @@ def _hourly_charts(hourly: dict[str, list[Any]], lang: str) -> list[dict[str, st
 
 
 @router.get("/ops")
-def dashboard(request: Request, _op: Operator, conn: Conn, now: Now) -> Response:
+def dashboard(request: Request, who: OpsPage, conn: Conn, now: Now) -> Response:
+    if who is None:
+        return to_login(request)
     lang = page_lang(request)
-    return _render(request, "ops_dashboard.html", {
+    return ops_render(request, "ops_dashboard.html", {
         "charts": _hourly_charts(city_hourly(conn, now), lang),
-        "health": pipeline_health(conn, now), "now": now, "active": "ops"})
+        "health": pipeline_health(conn, now), "now": now, "active": "ops"}, who=who)
 
 
 def map_svg(collection: dict[str, Any]) -> str:
@@ -109,26 +130,67 @@ def map_svg(collection: dict[str, Any]) -> str:
 
 
 @router.get("/ops/map")
-def map_page(request: Request, _op: Operator, conn: Conn) -> Response:
+def map_page(request: Request, who: OpsPage, conn: Conn) -> Response:
+    if who is None:
+        return to_login(request)
     collection = metering_points_geojson(conn)
-    return _render(request, "ops_map.html", {
+    return ops_render(request, "ops_map.html", {
         "svg": map_svg(collection), "count": len(collection["features"]),
-        "colors": SERVICE_COLORS, "alert_color": ALERT_COLOR, "active": "map"})
+        "colors": SERVICE_COLORS, "alert_color": ALERT_COLOR, "active": "map"}, who=who)
 
 
 @router.get("/ops/customers")
-def customers(request: Request, _op: Operator, conn: Conn,
+def customers(request: Request, who: OpsPage, conn: Conn,
               q: Annotated[str, Query(max_length=100)] = "") -> Response:
-    return _render(request, "ops_customers.html",
-                  {"q": q, "found": search_customers(conn, q), "active": "customers"})
+    if who is None:
+        return to_login(request)
+    return ops_render(request, "ops_customers.html",
+                      {"q": q, "found": search_customers(conn, q), "active": "customers"},
+                      who=who)
 
 
 @router.get("/ops/customers/{customer_id}")
-def customer(customer_id: str, request: Request, _op: Operator, conn: Conn,
+def customer(customer_id: str, request: Request, who: OpsPage, conn: Conn,
              today: Today) -> Response:
+    if who is None:
+        return to_login(request)
     found = customer_file(conn, customer_id, today) if len(customer_id) <= 20 else None
     if found is None:
-        return _render(request, "ops_customers.html",
-                      {"q": customer_id, "found": [], "missing": True, "active": "customers"},
-                      status=404)
-    return _render(request, "ops_customer.html", {"c": found, "active": "customers"})
+        return ops_render(request, "ops_customers.html",
+                          {"q": customer_id, "found": [], "missing": True,
+                           "active": "customers"}, status=404, who=who)
+    return ops_render(request, "ops_customer.html", {"c": found, "active": "customers"},
+                      who=who)
+
+
+ALERTS_SHOWN = 200
+
+
+def active_alerts(conn: Conn) -> list[dict[str, Any]]:
+    """Open and acknowledged alerts, newest first."""
+    rows = conn.execute(
+        """SELECT alert_id, meter_id, metering_point_id, register, kind, state, opened_at,
+                  last_seen_at, acknowledged_by
+           FROM meter_alerts WHERE state <> 'closed'
+           ORDER BY opened_at DESC, alert_id DESC LIMIT %s""", (ALERTS_SHOWN,)).fetchall()
+    names = ("alert_id", "meter_id", "metering_point_id", "register", "kind", "state",
+             "opened_at", "last_seen_at", "acknowledged_by")
+    return [dict(zip(names, r, strict=True)) for r in rows]
+
+
+@router.get("/ops/alerts")
+def alerts_page(request: Request, who: OpsPage, conn: Conn) -> Response:
+    if who is None:
+        return to_login(request)
+    done = request.query_params.get("ok")
+    return ops_render(request, "ops_alerts.html", {
+        "alerts": active_alerts(conn), "done": done if done and done.isdigit() else None,
+        "active": "alerts"}, who=who)
+
+
+@router.post("/ops/alerts/{alert_id}/potvrdi")
+def acknowledge_alert(alert_id: int, who: Operator, conn: Conn, now: Now) -> Response:
+    """The form of the alerts page (CSRF checked and audited by ``Operator``)."""
+    alert_calls.acknowledge(alert_id, who, conn, now,
+                            alert_calls.AcknowledgeRequest(operator=who.username))
+    return redirect(f"/ops/alerts?ok={alert_id}")
