@@ -24,6 +24,7 @@ from api.routes import (
     health,
     ledger,
     live,
+    operator_login,
     pages,
     portal,
     quarantine,
@@ -80,6 +81,7 @@ def create_app(
     app.include_router(live.router)  # live view /uzivo + SSE, operator screens /ops
     app.include_router(operators_routes.router)  # operator accounts, audit
     app.include_router(quarantine.router)  # reads from the future, held until released
+    app.include_router(operator_login.router)  # /ops/prijava, /ops/odjava (browser)
     app.include_router(read_edits_routes.router)  # operator read corrections (re-flow)
     account_pages.install(app)  # export, password, notifications, problem reports
     pages.install(app)  # HTML portal pages and /static
