@@ -95,6 +95,17 @@ def cmd_gateway_token(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_publish_events(settings: Settings, args: argparse.Namespace) -> int:
+    from app.database import database_url
+    from stream.outbox_publisher import publish_command
+
+    if not settings.kafka_bootstrap:
+        print("error: BILLING_KAFKA_BOOTSTRAP is not set", file=sys.stderr)
+        return 2
+    return publish_command(settings.kafka_bootstrap, database_url(settings), once=args.once,
+                           topic_prefix=args.topic_prefix)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="billing", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -128,6 +139,11 @@ def build_parser() -> argparse.ArgumentParser:
     gw = sub.add_parser("gateway-token", help="register an ingest gateway; prints its token once")
     gw.add_argument("gateway_id")
     gw.set_defaults(func=cmd_gateway_token)
+    pub = sub.add_parser("publish-events", help="send the outbox (invoices, payments, ledger)"
+                         " to Kafka")
+    pub.add_argument("--once", action="store_true", help="publish what is pending, then exit")
+    pub.add_argument("--topic-prefix", default="", help="put before every topic name")
+    pub.set_defaults(func=cmd_publish_events)
     add_money_commands(sub)
     add_rating_commands(sub)
     return p

@@ -67,4 +67,6 @@ def default_line_sources() -> list[LineSource]:
 
 def default_after_write() -> list[AfterWrite]:
     """The steps every close runs after writing its invoices, in this order."""
-    return []
+    from billing.outbox import invoice_events_after_write
+
+    return [invoice_events_after_write]

@@ -28,6 +28,7 @@ from billing.ledger import (
     entry_for_invoice,
     entry_for_payment,
 )
+from billing.outbox import add_ledger_events
 
 MAX_SEQ = 999_999
 
@@ -96,6 +97,7 @@ def post_entries(
             new.append((number, entry))
         if new:
             _write(conn, new)
+            add_ledger_events(conn, [number for number, _ in new])  # outbox, same transaction
             conn.execute(
                 "UPDATE journal_counters c SET last_seq = v.seq FROM unnest(%s::int[], %s::int[])"
                 " AS v(year, seq) WHERE c.year = v.year",

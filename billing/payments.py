@@ -24,6 +24,7 @@ import psycopg
 from billing import BillingError
 from billing.ledger import Chart, PaymentFacts, load_chart
 from billing.ledger_posting import lock_counters, post_payments
+from billing.outbox import add_payment_events
 from billing.reference import make_payment_reference, parse_payment_reference
 from rating.money import format_km, parse_amount_fen
 
@@ -108,6 +109,7 @@ def record_payments(
                      invoice_number)
         for _, p, customer_id, invoice_number in to_insert if p.payment_id in inserted
     ], chart=chart or load_chart())
+    add_payment_events(conn, sorted(inserted))  # outbox, same transaction
     return [o or PaymentOutcome(REJECTED, "not processed") for o in outcomes]
 
 

@@ -1,0 +1,189 @@
+"""Close time of one month at utility scale (100,000 accounts), against the plain aggregate
+query over the same month (the ceiling any close must read through), in the same run.
+
+    .venv/bin/python -m bench.close_100k [--customers 100000] [--runs 3] [--profile FILE]
+
+Seeding goes straight into the tables with COPY (customers, metering points, meters and
+their installations, contracts, a month of `daily_consumption`, `meter_state`): pushing
+100,000 × 3 registers × 31 days through the stream (`process_reads`) would take longer
+than the benchmark itself and measures something else (bench.pipeline_throughput does).
+The shape follows app.demo_data: 12 % businesses, every account has electricity (VT/MT),
+water and waste contracts on one metering point.
+
+Each run closes the month inside a transaction that is rolled back afterwards (invoices and
+journal entries are immutable, so they cannot be deleted), then VACUUMs, so every run
+starts from the same state.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import io
+import json
+import pstats
+import statistics
+import time
+from datetime import date, timedelta
+from pathlib import Path
+
+import numpy as np
+import psycopg
+
+from bench.common import REPO, fresh_database
+from billing.closer import close_period
+from rating.calendar import month_bounds
+
+PERIOD = "2026-10"
+CATALOG = REPO / "app" / "demo" / "catalog.json"
+PRICE_MICRO = {"1.8.1": 157_800, "1.8.2": 78_900, "8.0": 1_068_376}  # for amount_nano only
+
+AGGREGATE = """
+SELECT c.contract_id, d.register, sum(d.quantity_milli)
+FROM daily_consumption d
+JOIN contracts c ON c.metering_point_id = d.metering_point_id AND c.service = d.service
+ AND d.local_day >= c.valid_from AND (c.valid_to IS NULL OR d.local_day <= c.valid_to)
+WHERE d.local_day >= %s AND d.local_day < %s
+GROUP BY 1, 2
+"""
+
+
+def _copy_text(conn: psycopg.Connection, table: str, columns: str, lines: list[str]) -> None:
+    with conn.cursor() as cur, cur.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
+        for i in range(0, len(lines), 50_000):
+            copy.write("\n".join(lines[i:i + 50_000]) + "\n")
+
+
+def seed(conn: psycopg.Connection, customers: int, period: str = PERIOD, seed: int = 7) -> None:
+    """`customers` accounts with a month of daily consumption in `period`, committed."""
+    first, end = month_bounds(period)
+    days = [(first + timedelta(days=i)).isoformat() for i in range((end - first).days)]
+    rng = np.random.default_rng(seed)
+    n = customers
+    business = rng.random(n) < 0.12
+    village = ~business & (rng.random(n) < 0.08)
+    members = rng.integers(1, 7, n)
+    area = rng.integers(20, 401, n)
+    ids = [str(100001 + i) for i in range(n)]
+    for doc in json.loads(Path(CATALOG).read_text(encoding="utf-8")):
+        conn.execute("INSERT INTO tariff_versions (tariff_code, valid_from, service, document)"
+                     " VALUES (%s, %s, %s, %s)",
+                     (doc["tariff_code"], doc["valid_from"], doc["service"], json.dumps(doc)))
+    _copy_text(conn, "customers", "customer_id, name, kind", [
+        f"{cid}\tKupac {cid}\t{'business' if business[i] else 'household'}"
+        for i, cid in enumerate(ids)])
+    _copy_text(conn, "metering_points", "metering_point_id, address, household_members, area_m2", [
+        f"MM-{cid}\tUlica {i % 97} {i % 120 + 1}, Brčko\t"
+        + (f"\\N\t{area[i]}" if business[i] else f"{members[i]}\t\\N")
+        for i, cid in enumerate(ids)])
+    _copy_text(conn, "meters", "meter_id, service, digits, registers",
+               [f"E-{cid}\telectricity\t6\t{{1.8.1,1.8.2}}" for cid in ids]
+               + [f"V-{cid}\twater\t5\t{{8.0}}" for cid in ids])
+    _copy_text(conn, "meter_installations", "meter_id, metering_point_id, installed_at",
+               [f"{m}-{cid}\tMM-{cid}\t2026-01-01 00:00+01" for cid in ids for m in "EV"])
+    _copy_text(conn, "contracts", "contract_id, customer_id, metering_point_id, service,"
+               " tariff_code, valid_from", [
+                   f"{cid}-{suffix}\t{cid}\tMM-{cid}\t{service}\t{code}\t2026-01-01"
+                   for i, cid in enumerate(ids)
+                   for service, code, suffix in zip(
+                       ("electricity", "water", "waste"),
+                       ("EL-OP", "W-BU", "WA-BU") if business[i]
+                       else ("EL-HH", "W-VS" if village[i] else "W-HH", "WA-HH"),
+                       ("EL", "VO", "SM"), strict=True)])
+    # Wh / litres per day: households ~9 kWh and ~0.3 m³ a day, businesses more
+    el = np.where(business, rng.uniform(15_000, 130_000, n), rng.uniform(5_500, 14_000, n))
+    water = np.where(business, rng.uniform(150, 2_000, n), members * rng.uniform(80, 130, n))
+    noise = rng.uniform(0.7, 1.3, (n, len(days), 3))
+    qty = np.rint(np.stack([el * 0.65, el * 0.35, water], axis=1)[:, None, :] * noise
+                  ).astype(np.int64)
+    conn.execute("ALTER TABLE daily_consumption DROP CONSTRAINT daily_consumption_pkey")
+    conn.execute("DROP INDEX daily_consumption_day")
+    registers = (("electricity", "1.8.1"), ("electricity", "1.8.2"), ("water", "8.0"))
+    with conn.cursor() as cur, cur.copy(
+        "COPY daily_consumption (metering_point_id, service, register, local_day,"
+        " quantity_milli, amount_nano, pieces) FROM STDIN"
+    ) as copy:
+        for lo in range(0, n, 5000):
+            chunk = []
+            for i in range(lo, min(n, lo + 5000)):
+                mp, q = f"MM-{ids[i]}", qty[i].tolist()
+                for r, (service, register) in enumerate(registers):
+                    price = PRICE_MICRO[register]
+                    chunk += [f"{mp}\t{service}\t{register}\t{day}\t{q[d][r]}\t{q[d][r] * price}\t1"
+                              for d, day in enumerate(days)]
+            copy.write("\n".join(chunk) + "\n")
+    conn.execute("ALTER TABLE daily_consumption ADD PRIMARY KEY"
+                 " (metering_point_id, service, register, local_day)")
+    conn.execute("CREATE INDEX daily_consumption_day ON daily_consumption (local_day)")
+    last = f"{end.isoformat()} 00:00+01"
+    totals = qty.sum(axis=1).tolist()
+    _copy_text(conn, "meter_state", "meter_id, register, last_read_at, last_value_milli", [
+        f"{m}-{cid}\t{register}\t{last}\t{totals[i][r] + 1_000_000}"
+        for i, cid in enumerate(ids)
+        for r, (m, register) in enumerate((("E", "1.8.1"), ("E", "1.8.2"), ("V", "8.0")))])
+    conn.commit()
+    with psycopg.connect(conn.info.dsn, autocommit=True) as admin:
+        admin.execute("VACUUM ANALYZE")
+
+
+def _vacuum(url: str) -> None:
+    with psycopg.connect(url, autocommit=True) as admin:
+        admin.execute("VACUUM ANALYZE invoices, invoice_lines, invoice_vat, invoice_counters,"
+                      " journal_entries, journal_lines, journal_counters")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--customers", type=int, default=100_000)
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--profile", help="write a cProfile of one more close to this file")
+    args = ap.parse_args()
+    first, end = month_bounds(PERIOD)
+    issued_on = end + timedelta(days=1)
+    with fresh_database() as url, psycopg.connect(url) as conn:
+        t = time.perf_counter()
+        seed(conn, args.customers)
+        seeded = time.perf_counter() - t
+        rows = conn.execute("SELECT count(*) FROM daily_consumption").fetchone()
+        print(f"seeded {args.customers:,} accounts, {rows[0] if rows else 0:,} daily rows"
+              f" in {seeded:.1f} s")
+        aggregate, closes = [], []
+        for run in range(args.runs):
+            t = time.perf_counter()
+            n_rows = len(conn.execute(AGGREGATE, (first, end)).fetchall())
+            aggregate.append(time.perf_counter() - t)
+            # the aggregate left a transaction open: close_period's own becomes a savepoint
+            # inside it, and the rollback below undoes the close
+            t = time.perf_counter()
+            res = close_period(conn, PERIOD, issued_on=issued_on)
+            closes.append(time.perf_counter() - t)
+            conn.rollback()
+            _vacuum(url)
+            assert res.invoices_created == args.customers, (res.invoices_created, res.skipped)
+            print(f"run {run + 1}: aggregate {aggregate[-1]:.2f} s ({n_rows:,} rows),"
+                  f" close {closes[-1]:.2f} s", flush=True)
+        if args.profile:
+            _profile(conn, issued_on, args.profile)
+    agg, close = statistics.median(aggregate), statistics.median(closes)
+    print(f"plain aggregate over {PERIOD}: median {agg:.2f} s"
+          f" (runs: {', '.join(f'{v:.2f}' for v in aggregate)})")
+    print(f"close of {PERIOD} ({args.customers:,} invoices): median {close:.2f} s"
+          f" (runs: {', '.join(f'{v:.2f}' for v in closes)})")
+    print(f"close / aggregate: {close / agg:.1f}×; invoices/s: {args.customers / close:,.0f}")
+
+
+def _profile(conn: psycopg.Connection, issued_on: date, out: str) -> None:
+    conn.execute("SELECT 1")  # an outer transaction to roll back (see main)
+    prof = cProfile.Profile()
+    prof.enable()
+    close_period(conn, PERIOD, issued_on=issued_on)
+    prof.disable()
+    conn.rollback()
+    prof.dump_stats(out)
+    text = io.StringIO()
+    pstats.Stats(prof, stream=text).sort_stats("cumulative").print_stats(35)
+    print(text.getvalue())
+
+
+if __name__ == "__main__":
+    main()

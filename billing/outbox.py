@@ -1,0 +1,124 @@
+"""Transactional outbox: outbound business events written in the transaction of the fact.
+
+An invoice, a payment or a journal entry is reported on Kafka (``billing.invoices.v1``,
+``billing.payments.v1``, ``ledger.entries.v1``; contracts in ``schemas/json``) by a row in
+``outbox_events`` written in the same transaction that writes the fact: a rolled-back close
+leaves no event behind, a committed one cannot lose its events. ``stream.outbox_publisher``
+sends the rows later and marks them published.
+
+Each payload is built in SQL from the rows just written (set-based: one statement per
+batch, however many documents), so the event says exactly what the database holds. Money
+is a decimal string in KM with two decimals, quantities with three, prices with two to six.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import psycopg
+
+from billing.close_hooks import CloseContext, WrittenInvoice
+from schemas.contracts import INVOICES, LEDGER, PAYMENTS
+
+
+def _km(col: str) -> str:
+    return f"(({col}) / 100.0)::numeric(20, 2)::text"
+
+
+def _quantity(col: str) -> str:
+    return f"(({col}) / 1000.0)::numeric(20, 3)::text"
+
+
+def _price(col: str) -> str:
+    """At least two decimals, at most six (micro-KM): 2500000 → '2.50', 157800 → '0.1578'."""
+    return (f"CASE WHEN mod({col}, 10000) = 0 THEN {_km(f'({col}) / 10000')}"
+            f" ELSE trim_scale(({col}) / 1000000.0)::text END")
+
+
+def _day(col: str) -> str:
+    return f"to_char({col}, 'YYYY-MM-DD')"
+
+
+_INVOICE_EVENTS = f"""
+INSERT INTO outbox_events (topic, key, payload)
+SELECT %(topic)s, i.customer_id, jsonb_build_object(
+    'number', i.invoice_number, 'customer_id', i.customer_id, 'period', i.period,
+    'issued_on', {_day("i.issued_on")}, 'due_on', {_day("i.due_on")}, 'currency', 'BAM',
+    'net', {_km("i.net_fen")}, 'vat', {_km("i.vat_fen")}, 'total', {_km("i.total_fen")},
+    'payment_reference', i.payment_reference, 'lines', l.lines,
+    'vat_breakdown', coalesce(v.rows, '[]'::jsonb))
+FROM invoices i
+JOIN (SELECT invoice_number, jsonb_agg(jsonb_build_object(
+          'line_no', line_no, 'service', service, 'metering_point_id', metering_point_id,
+          'component', component, 'register', register, 'description', description,
+          'quantity', {_quantity("quantity_milli")}, 'unit', unit,
+          'unit_price', {_price("unit_price_micro")}, 'amount', {_km("amount_fen")},
+          'vat_rate', vat_rate::text) ORDER BY line_no) AS lines
+      FROM invoice_lines WHERE invoice_number = ANY(%(numbers)s) GROUP BY invoice_number
+     ) l USING (invoice_number)
+LEFT JOIN (SELECT invoice_number, jsonb_agg(jsonb_build_object(
+               'vat_rate', vat_rate::text, 'base', {_km("base_fen")}, 'vat', {_km("vat_fen")})
+               ORDER BY vat_rate) AS rows
+           FROM invoice_vat WHERE invoice_number = ANY(%(numbers)s) GROUP BY invoice_number
+          ) v USING (invoice_number)
+WHERE i.invoice_number = ANY(%(numbers)s)
+ORDER BY i.invoice_number
+"""
+
+_PAYMENT_EVENTS = f"""
+INSERT INTO outbox_events (topic, key, payload)
+SELECT %(topic)s, p.customer_id, jsonb_build_object(
+    'payment_id', p.payment_id, 'customer_id', p.customer_id,
+    'paid_on', {_day("p.paid_on")}, 'amount', {_km("p.amount_fen")}, 'currency', 'BAM',
+    'reference', left(p.reference, 35), 'channel', p.channel, 'status', 'matched')
+FROM payments p
+WHERE p.payment_id = ANY(%(ids)s)
+ORDER BY p.paid_on, p.payment_id
+"""
+
+_LEDGER_EVENTS = f"""
+INSERT INTO outbox_events (topic, key, payload)
+SELECT %(topic)s, e.entry_number, jsonb_build_object(
+    'entry_no', e.entry_number, 'entry_date', {_day("e.entry_date")},
+    'source_document', jsonb_build_object('type', e.kind, 'id', e.source_document),
+    'description', e.description, 'lines', l.lines)
+FROM journal_entries e
+JOIN (SELECT entry_number, jsonb_agg(jsonb_strip_nulls(jsonb_build_object(
+          'account', account, 'debit', {_km("debit_fen")}, 'credit', {_km("credit_fen")},
+          'customer_id', customer_id)) ORDER BY line_no) AS lines
+      FROM journal_lines WHERE entry_number = ANY(%(numbers)s) GROUP BY entry_number
+     ) l USING (entry_number)
+WHERE e.entry_number = ANY(%(numbers)s)
+ORDER BY e.entry_number
+"""
+
+
+def add_invoice_events(conn: psycopg.Connection, invoice_numbers: Sequence[str]) -> int:
+    """One ``billing.invoices.v1`` event per invoice (with its lines and VAT rows), in the
+    caller's transaction; returns how many were written."""
+    if not invoice_numbers:
+        return 0
+    cur = conn.execute(_INVOICE_EVENTS, {"topic": INVOICES, "numbers": list(invoice_numbers)})
+    return cur.rowcount
+
+
+def add_payment_events(conn: psycopg.Connection, payment_ids: Sequence[str]) -> int:
+    """One ``billing.payments.v1`` event per recorded payment (status ``matched``: it is
+    recorded only once a customer is found), in the caller's transaction."""
+    if not payment_ids:
+        return 0
+    cur = conn.execute(_PAYMENT_EVENTS, {"topic": PAYMENTS, "ids": list(payment_ids)})
+    return cur.rowcount
+
+
+def add_ledger_events(conn: psycopg.Connection, entry_numbers: Sequence[str]) -> int:
+    """One ``ledger.entries.v1`` event per journal entry, in the caller's transaction."""
+    if not entry_numbers:
+        return 0
+    cur = conn.execute(_LEDGER_EVENTS, {"topic": LEDGER, "numbers": list(entry_numbers)})
+    return cur.rowcount
+
+
+def invoice_events_after_write(ctx: CloseContext, written: Sequence[WrittenInvoice]) -> None:
+    """The close's after-write step (`billing.close_hooks`): report every new invoice."""
+    add_invoice_events(ctx.conn, [w.invoice_number for w in written])
