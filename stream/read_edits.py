@@ -189,6 +189,16 @@ SET quantity_milli = d.quantity_milli + excluded.quantity_milli,
     amount_nano = d.amount_nano + excluded.amount_nano,
     pieces = d.pieces + excluded.pieces
 RETURNING register, local_day, quantity_milli, amount_nano, pieces"""
+# the first read of the trailing run of reads that show the register's last value
+_VALUE_SINCE = """UPDATE meter_state s SET value_since = (
+    SELECT min(r.read_at) FROM readings r
+    WHERE r.meter_id = s.meter_id AND r.register = s.register AND r.read_at <= s.last_read_at
+      AND r.read_at > coalesce((
+          SELECT max(o.read_at) FROM readings o
+          WHERE o.meter_id = s.meter_id AND o.register = s.register
+            AND o.read_at < s.last_read_at AND o.value_milli <> s.last_value_milli),
+          '-infinity'))
+WHERE s.meter_id = %s AND s.register = %s"""
 _INVOICED = """SELECT DISTINCT i.period FROM invoices i JOIN contracts c USING (customer_id)
 WHERE c.metering_point_id = %s AND c.service = %s AND i.period = ANY(%s) ORDER BY 1"""
 _AUDIT = """INSERT INTO read_edits (meter_id, register, read_at, action, value_before_milli,
@@ -361,6 +371,7 @@ def _write(
                 " WHERE meter_id = %s AND register = %s",
                 (plan.state.last_read_at, plan.state.last_value_milli, meter.meter_id, register),
             )
+    conn.execute(_VALUE_SINCE, (meter.meter_id, register))
 
 
 def _iso(epoch: int) -> str:

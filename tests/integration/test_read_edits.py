@@ -202,9 +202,10 @@ def test_remove_merges_intervals_and_the_last_read_rewinds_the_state(
         url("P1", "1.8.0", local(10, 9), "remove"), json={"reason": "meter test pulse"}, headers=ana
     )
     assert resp.status_code == 200, resp.text
-    assert query(
-        pool, "SELECT last_read_at, last_value_milli FROM meter_state WHERE meter_id = 'P1'"
-    ) == [(local(10, 8), 104_000)]
+    state = (
+        "SELECT last_read_at, last_value_milli, value_since FROM meter_state WHERE meter_id = %s"
+    )
+    assert query(pool, state, "P1") == [(local(10, 8), 104_000, local(10, 8))]
     assert daily(pool, "1.8.1") == {("1.8.1", d10): (1_500, 1)}
     # ... so the next read from the stream continues from 08:00
     with pool.connection() as conn, conn.transaction():
@@ -340,3 +341,28 @@ def test_a_read_that_does_not_exist_is_404(client: TestClient) -> None:
         url("P1", "1.8.0", local(10, 7), "remove"), json={"reason": "dup"}, headers=ana
     )
     assert again.status_code == 404
+
+
+def test_correcting_the_last_read_to_no_consumption_keeps_the_state_right(
+    client: TestClient, pool: ConnectionPool
+) -> None:
+    water = daily(pool, "8.0")
+    resp = client.post(
+        url("W1", "8.0", local(21, 0), "edit"),
+        json={"value": 510, "reason": "the meter was not read, 530 was a guess"},
+        headers=login(client, "ana"),
+    )
+    assert resp.status_code == 200, resp.text
+    after = daily(pool, "8.0")
+    # 11–21 March had 20 m³ (2 m³ a day); now none, and never below zero
+    assert {k: v[0] for k, v in after.items() if k[1] >= date(2026, 3, 11)} == {
+        ("8.0", date(2026, 3, d)): 0 for d in range(11, 21)
+    }
+    assert {k: v for k, v in after.items() if k[1] < date(2026, 3, 11)} == {
+        k: v for k, v in water.items() if k[1] < date(2026, 3, 11)
+    }
+    # the register shows 510 since the read of 11 March (zero-run tracking)
+    state = (
+        "SELECT last_read_at, last_value_milli, value_since FROM meter_state WHERE meter_id = %s"
+    )
+    assert query(pool, state, "W1") == [(local(21, 0), 510_000, local(11, 0))]
