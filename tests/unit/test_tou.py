@@ -1,4 +1,6 @@
+import json
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -6,7 +8,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rating import RatingError
-from rating.calendar import LOCAL_TZ, day_from_index
+from rating.calendar import LOCAL_TZ, day_from_index, day_index, local_day_of
+from rating.catalog import Catalog
 from rating.holidays import (
     HolidayCalendar,
     HolidayError,
@@ -15,8 +18,10 @@ from rating.holidays import (
     easter_orthodox,
     parse_holidays,
 )
-from rating.reference_rater import band_at
-from rating.tou import MT, SINGLE, VT, split_at_band_changes, tou_band
+from rating.reference_rater import band_at, reference_rate
+from rating.tou import BAND_REGISTERS, MT, SINGLE, VT, split_at_band_changes, tou_band
+from stream.rate import default_holidays, rate_intervals
+from stream.vee import ContractSpan, Interval, MeterInfo
 
 HOLIDAYS = brcko_holidays(range(2024, 2028))
 CAL = HolidayCalendar.of(HOLIDAYS)
@@ -193,3 +198,66 @@ def test_parse_holidays_names_the_bad_field() -> None:
             parse_holidays([doc])
     with pytest.raises(HolidayError, match="must be a list"):
         parse_holidays({"date": "2026-01-01"})
+
+
+# ---- the stream (stream.rate): 1.8.0 profile intervals rolled up as 1.8.1 / 1.8.2 -----------
+
+DEMO = Catalog.from_documents(
+    json.loads((Path(__file__).resolve().parents[2] / "app/demo/catalog.json").read_text())
+)
+CONFIRMED = {h.day for h in HOLIDAYS if h.confirmed}
+
+
+def profile_meter(tariff: str, registers: tuple[str, ...] = ("1.8.0",)) -> MeterInfo:
+    span = ContractSpan("C", tariff, day_index(date(2025, 1, 1)), day_index(date(2028, 1, 1)))
+    return MeterInfo("P", "electricity", 6, 1, registers, "MP", 0, None, (span,))
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    st.sampled_from(["EL-HH", "EL-OP", "EL-JR"]),
+    st.lists(
+        st.tuples(st.integers(local(2026, 3, 26), local(2026, 4, 2)), st.integers(1, 40 * 3600),
+                  st.integers(0, 50_000_000)),
+        min_size=1, max_size=12,
+    ),
+)  # fmt: skip
+def test_stream_bands_agree_with_the_reference_rater(
+    tariff: str, rows: list[tuple[int, int, int]]
+) -> None:
+    """Per interval the pieces add up exactly; an interval inside one local day is rated
+    exactly like the per-row reference (1.8.1 = VT, 1.8.2 = MT, 1.8.0 = single rate)."""
+    meter = profile_meter(tariff)
+    intervals = [Interval("P", "1.8.0", s, s + d, q) for s, d, q in rows]
+    rated = rate_intervals(intervals, {"P": meter}, DEMO)
+    assert rated is not None
+    p = rated.pieces
+    sums = np.bincount(p.source, weights=p.quantity_milli, minlength=len(rows))
+    assert sums.astype(np.int64).tolist() == [q for _, _, q in rows]
+    assert (rated.amounts == p.quantity_milli * rated.prices).all()
+    names = [rated.register_names[r] for r in rated.register_idx.tolist()]
+    for k, (s, d, q) in enumerate(rows):
+        if local_day_of(np.array([s]))[0] != local_day_of(np.array([s + d - 1]))[0]:
+            continue
+        ref = reference_rate(DEMO, [(s, s + d, q, tariff)], CONFIRMED)
+        mine = np.flatnonzero(p.source == k).tolist()
+        assert [(names[i], int(p.quantity_milli[i]), int(rated.prices[i])) for i in mine] == [
+            (BAND_REGISTERS[r.band], r.quantity_milli, r.price_micro) for r in ref
+        ]
+    daily = rated.daily_rows(None)
+    assert sum(int(r[4]) for r in daily) == sum(q for _, _, q in rows)  # type: ignore[call-overload]
+    assert {r[2] for r in daily} <= ({"1.8.0"} if tariff == "EL-JR" else {"1.8.1", "1.8.2"})
+
+
+def test_a_meter_with_its_own_band_registers_keeps_1_8_0_whole() -> None:
+    meter = profile_meter("EL-HH", ("1.8.0", "1.8.1", "1.8.2"))
+    day = [Interval("P", "1.8.0", local(2026, 3, 30, 0), local(2026, 3, 31, 0), 24_000)]
+    rated = rate_intervals(day, {"P": meter}, DEMO)
+    assert rated is not None
+    assert [(r[2], r[4]) for r in rated.daily_rows(None)] == [("1.8.0", 24_000)]
+
+
+def test_default_holidays_are_the_confirmed_district_days() -> None:
+    cal = default_holidays()
+    assert date(2026, 3, 9) in cal and date(2027, 5, 3) in cal  # both moved from a Sunday
+    assert date(2026, 3, 1) not in cal and date(2026, 3, 20) not in cal  # unconfirmed
