@@ -178,3 +178,30 @@ def test_create_operator_checks_its_fields(pool: ConnectionPool) -> None:
             with pytest.raises(ValueError, match=message):
                 create_operator(conn, *args)
         assert create_operator(conn, "zed", PW, "billing,legal") == ["billing", "legal"]
+
+
+def test_a_clerk_moves_problem_reports_billing_may_not(client: TestClient,
+                                                        pool: ConnectionPool) -> None:
+    with pool.connection() as conn:
+        conn.execute("INSERT INTO customers (customer_id, name, kind) VALUES"
+                     " ('100001', 'Amra H.', 'household')")
+        report_id = conn.execute(
+            """INSERT INTO customer_reports (customer_id, category, body, created_at, updated_at)
+               VALUES ('100001', 'meter', 'Brojilo stoji.', %s, %s) RETURNING report_id""",
+            (NOW, NOW)).fetchone()[0]
+    url = f"/api/v1/ops/reports/{report_id}/status"
+    bojan, cica, ana = login(client, "bojan"), login(client, "cica"), login(client, "ana")
+    denied = client.post(url, json={"status": "in_progress"}, headers=bojan)
+    assert denied.status_code == 403
+    assert "needs one of admin, clerk" in denied.json()["detail"]
+    moved = client.post(url, json={"status": "in_progress"}, headers=cica)
+    assert moved.json() == {"report_id": report_id, "previous": "new", "status": "in_progress"}
+    assert client.post(url, json={"status": "resolved"}, headers=ana).status_code == 200
+    assert required_roles("POST", "/api/v1/ops/reports/{report_id}/status") == {"clerk", "admin"}
+    with pool.connection() as conn:
+        assert conn.execute("SELECT status, updated_by FROM customer_reports").fetchall() == [
+            ("resolved", "ana")]
+        audit = conn.execute("SELECT operator, detail->>'status' FROM operator_audit"
+                             " WHERE action LIKE 'POST /api/v1/ops/reports/%%'"
+                             " ORDER BY audit_id").fetchall()
+    assert audit == [("cica", "done"), ("ana", "done")]  # a refused role is not audited
