@@ -17,12 +17,12 @@ def cmd_rate_check(settings: Settings, args: argparse.Namespace) -> int:
         with one_connection(settings) as conn:
             data = load_period(conn, args.customer, args.period)
         draft = rate(data.customer_id, data.period, data.contracts, data.consumption,
-                     data.catalog)
+                     data.catalog, data.demand)
     except BillingError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     sys.stdout.write(explain(draft, data.contracts, data.consumption, data.catalog,
-                             data.invoice))
+                             data.invoice, demand=data.demand))
     return 0
 
 
@@ -50,11 +50,11 @@ def cmd_simulate(settings: Settings, args: argparse.Namespace) -> int:
             with one_connection(settings) as conn:
                 data = load_period(conn, args.customer, args.period)
             current = rate(data.customer_id, data.period, data.contracts, data.consumption,
-                           data.catalog)
+                           data.catalog, data.demand)
             moved = retariff(data.contracts, args.service, args.tariff, data.catalog,
                              data.period)
             simulated = rate(data.customer_id, data.period, moved, data.consumption,
-                             data.catalog)
+                             data.catalog, data.demand)
             before = sorted({c.tariff_code for c in data.contracts if c.service == args.service})
             title = (f"Simulation: customer {data.customer_id}, period {data.period}, "
                      f"{args.service} under {args.tariff} instead of {', '.join(before)}")

@@ -4,7 +4,12 @@ Energy (kWh, m³) is priced day by day with the component in force on that day a
 into one line per (metering point, register, component, unit price); the amount is rounded
 half up once per line. Monthly fees are prorated by the contract's days in the month
 (``price × days / days_in_month``), per tariff version when the price changes mid-month.
-VAT is computed per rate on the sum of that rate's net lines.
+VAT is computed per rate on the sum of that rate's net lines; every component may carry its
+own rate (`TariffVersion.vat_rate_of`).
+The other kinds (tiers, billing power, excess reactive energy, minimum charge) are priced
+in `billing.calculation_depth`; a component's ``discount_percent`` becomes a negative line
+"Popust (socijalna kategorija) x %" right under the line(s) it discounts (quantity: the
+percent, unit ``%``, unit price: the discounted amount).
 
 The records are plain (not frozen) slotted dataclasses: a close builds hundreds of
 thousands of them and frozen ones cost several times more to create. Treat them as values.
@@ -20,12 +25,16 @@ from decimal import Decimal
 from billing import BillingError
 from rating import RatingError
 from rating.calendar import month_bounds
-from rating.catalog import Catalog, Component, TariffVersion
+from rating.catalog import TIERED_KINDS, Catalog, Component, TariffVersion
+from rating.demand import discount_fen
 from rating.money import line_amount_fen, round_half_up_div, vat_fen
 
 SERVICE_ORDER = {"electricity": 0, "water": 1, "waste": 2}
 _FEE_KINDS = ("fixed_monthly", "per_m2_month")
+DEPTH_KINDS = (*TIERED_KINDS, "billing_power", "reactive_excess", "minimum_charge")
 _MICRO_PER_FEN = 10_000
+# order of lines within a metering point: metered (energy, tiers), power, reactive, fees
+RANK_METERED, RANK_POWER, RANK_REACTIVE, RANK_FEE = 0, 1, 2, 3
 
 
 @dataclass(slots=True)
@@ -102,7 +111,9 @@ class _Fee:
 
 
 _Span = tuple[ContractInput, date, date]  # contract, first active day, day after the last
-_Keyed = tuple[InvoiceLine, date]  # a line and its first day (for the order of split lines)
+# a line, its first day (order of split lines), rank, place within its group (tier) and the
+# discount percent of its component
+_Keyed = tuple[InvoiceLine, date, int, int, Decimal | None]
 
 
 def compute_invoice(
@@ -111,17 +122,33 @@ def compute_invoice(
     contracts: Sequence[ContractInput],
     consumption: Iterable[DailyConsumption],
     catalog: Catalog,
+    max_demand: Iterable[DailyConsumption] = (),
 ) -> InvoiceDraft:
     """The draft invoice of one customer for `period` ('YYYY-MM'). Consumption on days no
-    contract of this customer covers is ignored (the closer reports it as unbilled)."""
+    contract of this customer covers is ignored (the closer reports it as unbilled).
+    `max_demand`: maximum-demand rows (register 1.6.0, thousandths of kW, the maximum over
+    the row's days), needed only by tariffs with a ``billing_power`` component."""
     try:
         first, end = month_bounds(period)
     except ValueError as exc:
         raise BillingError(f"period: {exc}") from exc
     spans = _active_spans(contracts, first, end)
-    keyed = _energy_lines(spans, consumption, catalog) + _fee_lines(spans, catalog, first, end)
-    keyed.sort(key=_line_order)
-    return _totals(customer_id, period, [line for line, _ in keyed])
+    rows = consumption if isinstance(consumption, list) else list(consumption)
+    depth_spans: list[_Span] = []
+    keyed = _energy_lines(spans, rows, catalog) + _fee_lines(spans, catalog, first, end,
+                                                             depth_spans)
+    if depth_spans:
+        # imported here: the depth module builds this module's records
+        from billing import calculation_depth as depth
+
+        runs = depth.component_runs(catalog, depth_spans)
+        keyed += depth.depth_lines(runs, depth_spans, rows, max_demand, first, end)
+        keyed.sort(key=_line_order)
+        lines = depth.with_minimum_charges(_with_discounts(keyed), runs, first, end)
+    else:
+        keyed.sort(key=_line_order)
+        lines = _with_discounts(keyed)
+    return _totals(customer_id, period, lines)
 
 
 def with_extra_lines(draft: InvoiceDraft, extra: Sequence[InvoiceLine]) -> InvoiceDraft:
@@ -152,7 +179,7 @@ def _active_spans(contracts: Sequence[ContractInput], first: date, end: date) ->
     return spans
 
 
-def _version(catalog: Catalog, c: ContractInput, day: date) -> TariffVersion:
+def version_on(catalog: Catalog, c: ContractInput, day: date) -> TariffVersion:
     try:
         return catalog.version_on(c.tariff_code, day)
     except RatingError as exc:
@@ -174,24 +201,26 @@ def _energy_lines(
                 break
         if contract is None:
             continue
-        version = _version(catalog, contract, row.local_day)
+        version = version_on(catalog, contract, row.local_day)
         comp = version.energy_component(row.register, row.local_day)
         if comp is None:
-            if row.quantity_milli == 0:
+            if row.quantity_milli == 0 or _depth_priced(version, row.register, row.local_day):
                 continue
             raise BillingError(
                 f"tariff {contract.tariff_code} has no energy price for register {row.register}"
                 f" on {row.local_day} (contract {contract.contract_id}, metering point "
                 f"{row.metering_point_id})"
             )
-        key = (row.service, row.metering_point_id, row.register, comp.code, comp.price_micro,
-               version.vat_rate)
-        acc = groups.setdefault(key, _Energy(comp, version.vat_rate, row.local_day, row.local_day))
+        rate = version.vat_rate if comp.vat_rate is None else comp.vat_rate
+        key = (row.service, row.metering_point_id, row.register, comp.code, comp.price_micro, rate)
+        acc = groups.get(key)
+        if acc is None:
+            acc = groups[key] = _Energy(comp, rate, row.local_day, row.local_day)
         acc.quantity_milli += row.quantity_milli
         acc.first = min(acc.first, row.local_day)
         acc.last = max(acc.last, row.local_day)
     split = _count(key[:4] for key in groups)
-    lines = []
+    lines: list[_Keyed] = []
     for (service, mp, register, code, price, rate), acc in groups.items():
         description = acc.component.description
         if split[(service, mp, register, code)] > 1:  # a price change inside the month
@@ -199,8 +228,15 @@ def _energy_lines(
         line = InvoiceLine(service, mp, code, register, description, acc.quantity_milli,
                            acc.component.unit, price,
                            line_amount_fen(acc.quantity_milli, price), rate)
-        lines.append((line, acc.first))
+        lines.append((line, acc.first, RANK_METERED, 0, acc.component.discount_percent))
     return lines
+
+
+def _depth_priced(version: TariffVersion, register: str, day: date) -> bool:
+    """Whether `register` feeds a component priced in `billing.calculation_depth` (tiers,
+    reactive energy; a demand register that reached the daily rollup is not energy)."""
+    return any(c.kind in DEPTH_KINDS and register in c.registers and c.applies_on(day)
+               for c in version.components)
 
 
 def _count(keys: Iterable[tuple[str, ...]]) -> dict[tuple[str, ...], int]:
@@ -210,21 +246,30 @@ def _count(keys: Iterable[tuple[str, ...]]) -> dict[tuple[str, ...], int]:
     return out
 
 
-def _fee_lines(spans: list[_Span], catalog: Catalog, first: date, end: date) -> list[_Keyed]:
+def _fee_lines(spans: list[_Span], catalog: Catalog, first: date, end: date,
+               depth_spans: list[_Span]) -> list[_Keyed]:
+    """The monthly fees; collects in `depth_spans` the spans whose tariff has a component
+    of `DEPTH_KINDS` (this loop visits every component anyway)."""
     days_in_month = (end - first).days
     groups: dict[tuple[str, str, str, int, Decimal, int | None], _Fee] = {}
-    for contract, start, stop in spans:
-        for version, seg_start, seg_stop in _version_segments(catalog, contract, start, stop):
+    for span in spans:
+        contract, start, stop = span
+        deep = False
+        for version, seg_start, seg_stop in version_segments(catalog, contract, start, stop):
             for comp in version.components:
                 if comp.kind not in _FEE_KINDS:
+                    deep = deep or comp.kind in DEPTH_KINDS
                     continue
                 area = _area_centi(contract) if comp.kind == "per_m2_month" else None
+                rate = version.vat_rate_of(comp)
                 key = (contract.service, contract.metering_point_id, comp.code, comp.price_micro,
-                       version.vat_rate, area)
-                acc = groups.setdefault(key, _Fee(comp, version.vat_rate, area, seg_start))
+                       rate, area)
+                acc = groups.setdefault(key, _Fee(comp, rate, area, seg_start))
                 acc.first = min(acc.first, seg_start)
                 acc.days += (seg_stop - seg_start).days
-    lines = []
+        if deep:
+            depth_spans.append(span)
+    lines: list[_Keyed] = []
     for (service, mp, code, price, rate, area), acc in groups.items():
         description = acc.component.description
         if acc.days < days_in_month:
@@ -240,15 +285,15 @@ def _fee_lines(spans: list[_Span], catalog: Catalog, first: date, end: date) -> 
             unit = "m2"
         line = InvoiceLine(service, mp, code, None, description, quantity, unit, price, amount,
                            rate)
-        lines.append((line, acc.first))
+        lines.append((line, acc.first, RANK_FEE, 0, None))
     return lines
 
 
-def _version_segments(
+def version_segments(
     catalog: Catalog, contract: ContractInput, start: date, stop: date
 ) -> list[tuple[TariffVersion, date, date]]:
     """The tariff versions in force over [start, stop), each with the days it covers."""
-    _version(catalog, contract, start)  # the first day must be covered (raises otherwise)
+    version_on(catalog, contract, start)  # the first day must be covered (raises otherwise)
     versions = catalog.versions_between(contract.tariff_code, start, stop)
     out = []
     for i, v in enumerate(versions):
@@ -275,11 +320,47 @@ def _area_centi(contract: ContractInput) -> int:
 
 
 def _line_order(keyed: _Keyed) -> tuple[object, ...]:
-    # energy before fees within a metering point; a component split by a price change in
-    # date order
-    line, first_day = keyed
-    return (SERVICE_ORDER[line.service], line.metering_point_id, line.register is None,
-            line.register or "", line.component, first_day)
+    # energy and tiers, then power, reactive energy and fees within a metering point; a
+    # component split by a price change in date order, tiers in their order
+    line, first_day, rank, sub, _ = keyed
+    return (SERVICE_ORDER[line.service], line.metering_point_id, rank, line.register or "",
+            line.component, first_day, sub)
+
+
+def _with_discounts(keyed: list[_Keyed]) -> list[InvoiceLine]:
+    """The sorted lines with a discount line under each discounted group (one energy line,
+    or the tier lines of one component and period)."""
+    if not any(k[4] for k in keyed):
+        return [k[0] for k in keyed]
+    out: list[InvoiceLine] = []
+    group: tuple[object, ...] | None = None
+    base: InvoiceLine | None = None
+    percent = Decimal(0)
+    amount = 0
+    for line, first_day, _, _, pct in keyed:
+        key = (line.service, line.metering_point_id, line.register, line.component, first_day)
+        if base is not None and key != group:
+            out.extend(_discount_line(base, percent, amount))
+            base = None
+        out.append(line)
+        if pct:
+            if base is None:
+                group, base, percent, amount = key, line, pct, 0
+            amount += line.amount_fen
+    if base is not None:
+        out.extend(_discount_line(base, percent, amount))
+    return out
+
+
+def _discount_line(base: InvoiceLine, percent: Decimal, amount_fen: int) -> list[InvoiceLine]:
+    discount = discount_fen(amount_fen, percent)
+    if not discount:
+        return []
+    shown = f"{percent.normalize():f}".replace(".", ",")
+    return [InvoiceLine(base.service, base.metering_point_id, f"{base.component}_discount",
+                        base.register, f"Popust (socijalna kategorija) {shown} %",
+                        int(percent * 1000), "%", amount_fen * _MICRO_PER_FEN, discount,
+                        base.vat_rate)]
 
 
 def _totals(customer_id: str, period: str, lines: list[InvoiceLine]) -> InvoiceDraft:

@@ -8,7 +8,8 @@ counter row is locked and advanced in the same transaction as the invoices it nu
 Set-based: the consumption of the whole period is summed in SQL per contract, register and
 *price bucket* — a run of days over which no tariff in use changes version or season — so
 the pure calculation receives a few rows per customer, each carrying its first day, and
-prices every day of the bucket correctly.
+prices every day of the bucket correctly. Maximum demand (1.6.0, for tariffs with billing
+power) is read from `readings` in one more query, only for contracts on such tariffs.
 Invoices, lines and VAT rows are written with COPY; each invoice is booked in the general
 ledger (`billing.ledger`) in the same transaction.
 """
@@ -94,6 +95,33 @@ WHERE d.local_day >= %(first)s AND d.local_day < %(end)s AND {_NOT_INVOICED}
 GROUP BY c.contract_id, d.register, width_bucket(d.local_day, %(breaks)s::date[])
 """
 
+# The month's maximum demand per contract and register: non-cumulative reads (1.6.0, kW)
+# of the meters installed at the metering point, × the meter's multiplier. A read belongs
+# to the interval that ends at it, so the month's reads are those after its first local
+# midnight up to and including the midnight that ends it (the billing reset read at 00:00
+# on the 1st is the previous month's maximum); its day is the local day of that interval.
+_DEMAND = f"""
+SELECT c.customer_id, c.metering_point_id, c.service, r.register, min(r.day),
+       max(r.value_milli * m.multiplier)::bigint
+FROM contracts c
+JOIN meter_installations i ON i.metering_point_id = c.metering_point_id
+JOIN meters m ON m.meter_id = i.meter_id AND m.service = c.service
+JOIN LATERAL (
+    SELECT x.register, x.value_milli,
+           ((x.read_at - interval '1 second') AT TIME ZONE 'Europe/Sarajevo')::date AS day
+    FROM readings x
+    WHERE x.meter_id = i.meter_id AND x.register = ANY(%(registers)s)
+      AND x.read_at > %(first)s::timestamp AT TIME ZONE 'Europe/Sarajevo'
+      AND x.read_at <= %(end)s::timestamp AT TIME ZONE 'Europe/Sarajevo'
+      AND x.read_at >= i.installed_at AND (i.removed_at IS NULL OR x.read_at <= i.removed_at)
+) r ON true
+WHERE (%(tariffs)s::text[] IS NULL OR c.tariff_code = ANY(%(tariffs)s)) AND {_ACTIVE}
+  AND {_NOT_INVOICED}
+  AND r.day >= c.valid_from AND (c.valid_to IS NULL OR r.day <= c.valid_to)
+  AND (%(customers)s::text[] IS NULL OR c.customer_id = ANY(%(customers)s))
+GROUP BY c.contract_id, r.register
+"""
+
 _UNBILLED = """
 SELECT count(*) FROM (
     SELECT DISTINCT d.metering_point_id, d.service, d.local_day
@@ -159,6 +187,7 @@ def close_period(
         contracts = _load_contracts(conn, args)
         skipped = {k: v for k, v in _overlapping(conn, args).items() if k in contracts}
         consumption = _load_consumption(conn, args, _price_breaks(catalog, contracts, first, end))
+        demand = _load_demand(conn, args, catalog, contracts, first, end)
         ctx = CloseContext(conn, period, first, end, issued_on, catalog)
         extra = _extra_lines(ctx, contracts, skipped, line_sources)
         drafts: list[InvoiceDraft] = []
@@ -167,7 +196,8 @@ def close_period(
                 continue
             try:
                 draft = compute_invoice(customer_id, period, contracts.get(customer_id, []),
-                                        consumption.get(customer_id, []), catalog)
+                                        consumption.get(customer_id, []), catalog,
+                                        demand.get(customer_id, ()))
             except BillingError as exc:
                 skipped[customer_id] = str(exc)
                 continue
@@ -277,8 +307,9 @@ def _overlapping(conn: psycopg.Connection, args: dict[str, object]) -> dict[str,
 def _price_breaks(catalog: Catalog, contracts: dict[str, list[ContractInput]], first: date,
                   end: date) -> list[date]:
     """The first day of the month and every day on which a tariff in use starts a new
-    version or changes which energy components apply. Between two breaks every day of a
-    tariff is priced alike, so its consumption can be summed before pricing."""
+    version or changes which components apply (season). Between two breaks every day of a
+    tariff is priced alike, so its consumption can be summed before pricing; a tiered or
+    reactive component changing on the 15th gets the days before and after apart."""
     tariffs = {c.tariff_code for cs in contracts.values() for c in cs}
     breaks = {first}
     for tariff in tariffs:
@@ -287,8 +318,8 @@ def _price_breaks(catalog: Catalog, contracts: dict[str, list[ContractInput]], f
         while day < end:
             try:
                 v = catalog.version_on(tariff, day)
-                key: object = (v.valid_from, tuple(c.code for c in v.components
-                                                   if c.kind == "energy" and c.applies_on(day)))
+                key: object = (v.valid_from,
+                               tuple(c.code for c in v.components if c.applies_on(day)))
             except RatingError:
                 key = None  # the calculation names the missing version
             if day > first and key != previous:
@@ -302,6 +333,33 @@ def _load_consumption(conn: psycopg.Connection, args: dict[str, object], breaks:
                       ) -> dict[str, list[DailyConsumption]]:
     out: dict[str, list[DailyConsumption]] = defaultdict(list)
     for customer_id, *rest in conn.execute(_CONSUMPTION, {**args, "breaks": breaks}):
+        out[customer_id].append(DailyConsumption(*rest))
+    return out
+
+
+def _load_demand(conn: psycopg.Connection, args: dict[str, object], catalog: Catalog,
+                 contracts: dict[str, list[ContractInput]], first: date, end: date,
+                 customers: list[str] | None = None) -> dict[str, list[DailyConsumption]]:
+    """customer → the maximum demand per contract and register (a `DailyConsumption` whose
+    quantity is the month's maximum, its day the first with a read), for the contracts on
+    tariffs with a ``billing_power`` component; no query when no tariff in use has one.
+    With `customers` (a rate check, a simulation under another tariff): theirs, whatever
+    their tariff."""
+    tariffs: set[str] = set()
+    registers: set[str] = set()
+    codes = set(catalog.versions) if customers is not None else {
+        c.tariff_code for cs in contracts.values() for c in cs}
+    for code in codes:
+        for version in catalog.versions_between(code, first, end):
+            for comp in version.components_of_kind("billing_power"):
+                tariffs.add(code)
+                registers.update(comp.registers)
+    out: dict[str, list[DailyConsumption]] = defaultdict(list)
+    if not tariffs:
+        return out
+    params = {**args, "tariffs": None if customers is not None else sorted(tariffs),
+              "registers": sorted(registers), "customers": customers}
+    for customer_id, *rest in conn.execute(_DEMAND, params):
         out[customer_id].append(DailyConsumption(*rest))
     return out
 

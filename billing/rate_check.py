@@ -12,7 +12,7 @@ Everything here is pure text rendering except `load_period`, the one database re
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 
@@ -27,7 +27,7 @@ from billing.calculation import (
     InvoiceLine,
     compute_invoice,
 )
-from billing.closer import _load_consumption, _load_contracts, _price_breaks
+from billing.closer import _load_consumption, _load_contracts, _load_demand, _price_breaks
 from rating import RatingError
 from rating.calendar import month_bounds
 from rating.catalog import Catalog, Component, TariffVersion
@@ -36,6 +36,7 @@ from stream.pipeline import load_catalog
 
 _PERIOD = re.compile(r"^[0-9]{4}-(0[1-9]|1[0-2])$")
 _UNITS = {"electricity": "kWh", "water": "m3"}
+_UNITS_OF = {"3.8.0": "kvarh"}  # registers not in their service's unit
 _SIX = Decimal("0.000001")
 _NINE = Decimal("0.000000001")
 _LineKey = tuple[str, str, str, str]  # service, metering point, component, register
@@ -69,6 +70,7 @@ class PeriodData:
     consumption: list[DailyConsumption]
     catalog: Catalog
     invoice: StoredInvoice | None
+    demand: list[DailyConsumption] = field(default_factory=list)  # maximum demand (1.6.0)
 
 
 def check_period(period: str) -> tuple[date, date]:
@@ -96,8 +98,9 @@ def load_period(conn: psycopg.Connection, customer_id: str, period: str) -> Peri
         raise BillingError(f"customer {customer_id} has no contract active in {period}")
     breaks = _price_breaks(catalog, contracts, first, end)
     consumption = _load_consumption(conn, args, breaks).get(customer_id, [])
+    demand = _load_demand(conn, args, catalog, contracts, first, end, [customer_id])
     return PeriodData(customer_id, period, contracts[customer_id], consumption, catalog,
-                      _stored_invoice(conn, customer_id, period))
+                      _stored_invoice(conn, customer_id, period), demand.get(customer_id, []))
 
 
 def _stored_invoice(conn: psycopg.Connection, customer_id: str, period: str
@@ -168,9 +171,11 @@ def _find(catalog: Catalog, spans: list[tuple[ContractInput, date, date]], code:
 
 def explain(draft: InvoiceDraft, contracts: list[ContractInput],
             consumption: list[DailyConsumption], catalog: Catalog,
-            invoice: StoredInvoice | None = None, *, simulation: bool = False) -> str:
+            invoice: StoredInvoice | None = None, *, simulation: bool = False,
+            demand: list[DailyConsumption] | None = None) -> str:
     """The calculation of `draft`, step by step, and its comparison with `invoice`
-    (`simulation`: a given consumption without a customer, nothing to compare)."""
+    (`simulation`: a given consumption without a customer, nothing to compare; `demand`:
+    the maximum-demand rows the draft was rated with)."""
     first, end = month_bounds(draft.period)
     dim = (end - first).days
     days = f"period {draft.period} ({first} – {end - timedelta(days=1)}, {dim} days)"
@@ -196,7 +201,15 @@ def explain(draft: InvoiceDraft, contracts: list[ContractInput],
         if totals:
             unit = _UNITS.get(service, "")
             out.append("  register totals: " + ", ".join(
-                f"{r} = {format_quantity(q)} {unit}" for r, q in sorted(totals.items())))
+                f"{r} = {format_quantity(q)} {_UNITS_OF.get(r, unit)}"
+                for r, q in sorted(totals.items())))
+        peaks: dict[str, int] = {}
+        for row in demand or ():
+            if (row.service, row.metering_point_id) == (service, mp):
+                peaks[row.register] = max(peaks.get(row.register, 0), row.quantity_milli)
+        if peaks:
+            out.append("  maximum demand: " + ", ".join(
+                f"{r} = {format_quantity(q)} kW" for r, q in sorted(peaks.items())))
         for line in draft.lines:
             if (line.service, line.metering_point_id) == (service, mp):
                 out.extend(_line_steps(line, catalog, spans, dim))
@@ -226,13 +239,23 @@ def _line_steps(line: InvoiceLine, catalog: Catalog,
         where = f" [tariff {v.tariff_code} version of {v.valid_from}{season}]"
     price = format_price(line.unit_price_micro)
     head = f"  {line.description}" + (f" (register {line.register})" if line.register else "")
-    if line.unit in ("kWh", "m3"):
+    if line.unit == "%":  # a discount: percent of the discounted amount
+        pct = Decimal(line.quantity_milli) / 1000
+        base = Decimal(line.unit_price_micro) / 10**6
+        return [head, f"    −{pct.normalize():f} % × {format_km(line.unit_price_micro // 10_000)}"
+                      f" = {_dec(-base * pct / 100)} → {format_km(line.amount_fen)}"]
+    if line.unit == "month" and _is_minimum(catalog, spans, line.component):
+        return [head, f"    minimum − net of the metering point = {format_km(line.amount_fen)}"]
+    if line.unit in ("kWh", "m3", "kvarh"):
         exact = Decimal(line.quantity_milli * line.unit_price_micro) / 10**9
         return [head + where,
                 f"    {format_quantity(line.quantity_milli)} {line.unit} × {price} = "
                 f"{_dec(exact)} → {format_km(line.amount_fen)}"]
     days = hit[2] if hit is not None else dim
-    if line.unit == "m2":
+    if line.unit == "kW":
+        exact = Decimal(line.quantity_milli * line.unit_price_micro * days) / (10**9 * dim)
+        calc = f"{format_quantity(line.quantity_milli)} kW × {price} × {days}/{dim}"
+    elif line.unit == "m2":
         area = Decimal(line.quantity_milli) / 1000
         exact = area * line.unit_price_micro * days / (10**6 * dim)
         calc = f"{area.normalize():f} m² × {price} × {days}/{dim}"
@@ -240,6 +263,13 @@ def _line_steps(line: InvoiceLine, catalog: Catalog,
         exact = Decimal(line.unit_price_micro * days) / (10**6 * dim)
         calc = f"{price} × {days}/{dim}"
     return [head + where, f"    {calc} = {_dec(exact)} → {format_km(line.amount_fen)}"]
+
+
+def _is_minimum(catalog: Catalog, spans: list[tuple[ContractInput, date, date]], code: str
+                ) -> bool:
+    return any(comp.code == code and comp.kind == "minimum_charge"
+               for c, start, stop in spans for v, _ in _segments(catalog, c, start, stop)
+               for comp in v.components)
 
 
 def compare(draft: InvoiceDraft, invoice: StoredInvoice) -> list[str]:
@@ -368,5 +398,6 @@ def given_consumption(period: str, tariff_code: str, kwh_vt: str, kwh_mt: str,
 
 
 def rate(customer_id: str, period: str, contracts: list[ContractInput],
-         consumption: list[DailyConsumption], catalog: Catalog) -> InvoiceDraft:
-    return compute_invoice(customer_id, period, contracts, consumption, catalog)
+         consumption: list[DailyConsumption], catalog: Catalog,
+         demand: list[DailyConsumption] | None = None) -> InvoiceDraft:
+    return compute_invoice(customer_id, period, contracts, consumption, catalog, demand or ())
