@@ -165,44 +165,50 @@ def _sequence(
     if last is not None and rules.starts_register(last.last_read_at, meter.installed_at):
         last = None  # state of an earlier installation: this one starts afresh
     demand = rules.is_demand_register(key[1])
+    meter_id, register = key
+    digits, multiplier, removed = meter.digits, meter.multiplier, meter.removed_at
+    add_interval, add_read, add_since = (
+        v.intervals.append,
+        v.interval_read.append,
+        v.interval_since.append,
+    )
     for j in idxs:
         read = reads[j]
-        if last is not None and read.read_at < last.last_read_at:
-            status[j] = CHECK_HISTORY
-            continue
-        if last is not None and read.read_at == last.last_read_at:
-            if read.value_milli == last.last_value_milli:
+        at, value = read.read_at, read.value_milli
+        if last is not None and at <= last.last_read_at:
+            if at < last.last_read_at:
+                status[j] = CHECK_HISTORY
+            elif value == last.last_value_milli:
                 status[j] = DUPLICATE
             else:
                 reason[j] = "conflicts with an accepted read at the same instant"
             continue
         if demand:  # a peak, not a count: stored as it is
             status[j] = ACCEPTED
-            last = RegisterState(read.read_at, read.value_milli)
+            last = RegisterState(at, value)
             continue
         if last is None:
             status[j] = ACCEPTED
             flags[j].append(rules.INITIAL)
-            if rules.is_final(read.read_at, meter.removed_at):
-                flags[j].append(rules.FINAL)
-            last = RegisterState(read.read_at, read.value_milli, read.read_at)
+            if at == removed:
+                flags[j].append(rules.FINAL)  # rules.is_final
+            last = RegisterState(at, value, at)
             continue
-        adv = advance_milli(last.last_value_milli, read.value_milli, meter.digits)
+        previous = last.last_value_milli
+        adv = advance_milli(previous, value, digits)
         if adv is None:
             reason[j] = "register went backwards without a rollover"
             continue
         status[j] = ACCEPTED
-        if rules.is_rollover(last.last_value_milli, read.value_milli):
-            flags[j].append(rules.ROLLOVER)
-        if rules.is_final(read.read_at, meter.removed_at):
+        if value < previous:
+            flags[j].append(rules.ROLLOVER)  # rules.is_rollover
+        if at == removed:
             flags[j].append(rules.FINAL)
         since = last.last_read_at if last.value_since is None else last.value_since
-        v.intervals.append(
-            Interval(key[0], key[1], last.last_read_at, read.read_at, adv * meter.multiplier)
-        )
-        v.interval_read.append(j)
-        v.interval_since.append(since)
-        last = RegisterState(read.read_at, read.value_milli, since if adv == 0 else read.read_at)
+        add_interval(Interval(meter_id, register, last.last_read_at, at, adv * multiplier))
+        add_read(j)
+        add_since(since)
+        last = RegisterState(at, value, since if adv == 0 else at)
     if last is not None and last != first_last:
         v.new_state[key] = last
 
@@ -223,7 +229,8 @@ def _flag_intervals(
         return
     qty, start, end = _interval_arrays(v)
     closing = v.interval_read
-    max_gap = np.fromiter((cfg.gap_after(reads[j].source) for j in closing), np.int64, len(closing))
+    gap_of = {source: cfg.gap_after(source) for source in {reads[j].source for j in closing}}
+    max_gap = np.fromiter((gap_of[reads[j].source] for j in closing), np.int64, len(closing))
     for k in np.flatnonzero(rules.gap_mask(start, end, max_gap)).tolist():
         v.flags[closing[k]].append(rules.GAP)
     since = np.asarray(v.interval_since, dtype=np.int64)

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import numpy as np
 import numpy.typing as npt
@@ -96,6 +97,7 @@ def expected_unit(service: str, register: str) -> str | None:
     return "kvarh" if register.split(".")[0] in ("3", "4", "5", "6", "7", "8") else "kWh"
 
 
+@lru_cache(maxsize=4096)  # a batch repeats the same few (service, register, unit)
 def unit_reason(service: str, register: str, unit: str) -> str | None:
     """Unit mismatch: kW only on a demand register, kvarh on reactive registers (C = 3–8),
     kWh on the other electricity registers, m³ on water."""
