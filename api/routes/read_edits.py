@@ -50,6 +50,8 @@ def edit_read(
     now: Now,
 ) -> dict[str, Any]:  # fmt: skip
     """Correct the value of one accepted read."""
+    if body.value is None:  # never a removal by accident: that is the /remove call
+        raise Unprocessable("value: is required (to remove the read, use …/remove)")
     return _apply(conn, who.username, now, meter_id, register, read_at, body.value, body.reason)
 
 

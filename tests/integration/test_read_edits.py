@@ -299,6 +299,8 @@ def test_billing_role_may_edit(client: TestClient) -> None:
         (None, {"value": "100.500", "reason": "typo"}, "value: .*backwards from the previous"),
         (None, {"value": "104.500", "reason": "typo"}, "value: .*backwards to the next"),
         (None, {"reason": "typo"}, "value: Field required"),
+        (None, {"value": None, "reason": "typo"}, "value: is required"),
+        (None, {"value": ["1"], "reason": "typo"}, "value: must be a number"),
         (None, {"value": "102.5"}, "reason: Field required"),
         (None, {"value": "102.5", "reason": "  "}, "reason: 3–500 characters"),
         ("yesterday", {"value": "102.5", "reason": "typo"}, "read_at: not an ISO 8601"),
