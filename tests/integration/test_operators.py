@@ -185,10 +185,12 @@ def test_a_clerk_moves_problem_reports_billing_may_not(client: TestClient,
     with pool.connection() as conn:
         conn.execute("INSERT INTO customers (customer_id, name, kind) VALUES"
                      " ('100001', 'Amra H.', 'household')")
-        report_id = conn.execute(
+        row = conn.execute(
             """INSERT INTO customer_reports (customer_id, category, body, created_at, updated_at)
                VALUES ('100001', 'meter', 'Brojilo stoji.', %s, %s) RETURNING report_id""",
-            (NOW, NOW)).fetchone()[0]
+            (NOW, NOW)).fetchone()
+    assert row is not None
+    report_id = row[0]
     url = f"/api/v1/ops/reports/{report_id}/status"
     bojan, cica, ana = login(client, "bojan"), login(client, "cica"), login(client, "ana")
     denied = client.post(url, json={"status": "in_progress"}, headers=bojan)
