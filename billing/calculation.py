@@ -123,11 +123,16 @@ def compute_invoice(
     consumption: Iterable[DailyConsumption],
     catalog: Catalog,
     max_demand: Iterable[DailyConsumption] = (),
+    *,
+    metered_only: bool = False,
 ) -> InvoiceDraft:
     """The draft invoice of one customer for `period` ('YYYY-MM'). Consumption on days no
     contract of this customer covers is ignored (the closer reports it as unbilled).
     `max_demand`: maximum-demand rows (register 1.6.0, thousandths of kW, the maximum over
-    the row's days), needed only by tariffs with a ``billing_power`` component."""
+    the row's days), needed only by tariffs with a ``billing_power`` component.
+    `metered_only`: only the lines of the given consumption (energy, tiers, their
+    discounts) — for a partial quantity such as an estimate; fees, billing power, excess
+    reactive energy and minimum charges belong to the month and are left out."""
     try:
         first, end = month_bounds(period)
     except ValueError as exc:
@@ -135,16 +140,21 @@ def compute_invoice(
     spans = _active_spans(contracts, first, end)
     rows = consumption if isinstance(consumption, list) else list(consumption)
     depth_spans: list[_Span] = []
-    keyed = _energy_lines(spans, rows, catalog) + _fee_lines(spans, catalog, first, end,
-                                                             depth_spans)
+    keyed = _energy_lines(spans, rows, catalog)
+    fees = _fee_lines(spans, catalog, first, end, depth_spans)
+    if not metered_only:
+        keyed += fees
     if depth_spans:
         # imported here: the depth module builds this module's records
         from billing import calculation_depth as depth
 
         runs = depth.component_runs(catalog, depth_spans)
-        keyed += depth.depth_lines(runs, depth_spans, rows, max_demand, first, end)
+        keyed += depth.depth_lines(runs, depth_spans, rows, max_demand, first, end,
+                                   metered_only=metered_only)
         keyed.sort(key=_line_order)
-        lines = depth.with_minimum_charges(_with_discounts(keyed), runs, first, end)
+        lines = _with_discounts(keyed)
+        if not metered_only:
+            lines = depth.with_minimum_charges(lines, runs, first, end)
     else:
         keyed.sort(key=_line_order)
         lines = _with_discounts(keyed)

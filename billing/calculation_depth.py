@@ -93,10 +93,10 @@ def component_runs(catalog: Catalog, spans: Sequence[_Span]) -> list[Run]:
 
 
 def depth_lines(runs: list[Run], spans: Sequence[_Span], consumption: Iterable[DailyConsumption],
-                max_demand: Iterable[DailyConsumption], first: date, end: date
-                ) -> list[_Keyed]:
+                max_demand: Iterable[DailyConsumption], first: date, end: date, *,
+                metered_only: bool = False) -> list[_Keyed]:
     """The tier, billing-power and excess-reactive lines of the runs (minimum charges come
-    after all other lines, see `with_minimum_charges`)."""
+    after all other lines, see `with_minimum_charges`); `metered_only`: tiers only."""
     dim = (end - first).days
     _add_totals(runs, spans, consumption)
     demand = _max_demand(spans, max_demand)
@@ -106,6 +106,8 @@ def depth_lines(runs: list[Run], spans: Sequence[_Span], consumption: Iterable[D
         try:
             if kind in ("tiered_graduated", "tiered_volume"):
                 out.extend(_tier_lines(run, dim))
+            elif metered_only:
+                continue
             elif kind == "billing_power":
                 out.append(_power_line(run, demand.get(run.contract.contract_id, {}), dim))
             elif kind == "reactive_excess":
@@ -175,12 +177,11 @@ def _block(tiers: tuple[Tier, ...], i: int, unit: str) -> str:
     return f"blok {i + 1} ({_qty(lower or 0)}–{_qty(upper)} {unit})"
 
 
-def _line(run: Run, description: str, quantity: int, unit: str, price: int, amount: int
-          ) -> InvoiceLine:
+def _line(run: Run, description: str, quantity: int, unit: str, price: int, amount: int,
+          register: str | None) -> InvoiceLine:
     c = run.contract
-    return InvoiceLine(c.service, c.metering_point_id, run.comp.code,
-                       "+".join(run.comp.registers) or None, description, quantity, unit,
-                       price, amount, run.vat_rate)
+    return InvoiceLine(c.service, c.metering_point_id, run.comp.code, register, description,
+                       quantity, unit, price, amount, run.vat_rate)
 
 
 def _tier_lines(run: Run, dim: int) -> list[_Keyed]:
@@ -194,7 +195,8 @@ def _tier_lines(run: Run, dim: int) -> list[_Keyed]:
     else:
         blocks = [volume_line(quantity, tiers)]
     return [(_line(run, f"{comp.description} – {_block(tiers, b.tier, comp.unit)}"
-                   + _when(run, dim), b.quantity_milli, comp.unit, b.price_micro, b.amount_fen),
+                   + _when(run, dim), b.quantity_milli, comp.unit, b.price_micro, b.amount_fen,
+                   "+".join(comp.registers)),
              run.start, RANK_METERED, b.tier, comp.discount_percent)
             for b in blocks]
 
@@ -218,8 +220,10 @@ def _power_line(run: Run, demand: dict[str, int], dim: int) -> _Keyed:
         note = f" – nema očitanja {regs}: ugovorena snaga {_qty(kw)} kW"
     elif max(found) < comp.minimum_milli:
         note = f" – ugovorena minimalna snaga {_qty(kw)} kW"
+    # no register: the kW is a monthly maximum, not consumption (callers that keep only
+    # consumption lines, e.g. estimates, leave it out)
     return (_line(run, comp.description + note + _when(run, dim), kw, "kW", comp.price_micro,
-                  amount), run.start, RANK_POWER, 0, None)
+                  amount, None), run.start, RANK_POWER, 0, None)
 
 
 def _reactive_line(run: Run, dim: int) -> list[_Keyed]:
@@ -240,8 +244,8 @@ def _reactive_line(run: Run, dim: int) -> list[_Keyed]:
         return []
     text = (f"{comp.description} (izmjereno {_qty(reactive)} kvarh, dozvoljeno "
             f"{_qty(reactive - excess)} kvarh)")
-    return [(_line(run, text + _when(run, dim), excess, "kvarh", comp.price_micro, amount),
-             run.start, RANK_REACTIVE, 0, None)]
+    return [(_line(run, text + _when(run, dim), excess, "kvarh", comp.price_micro, amount,
+                   "+".join(comp.registers)), run.start, RANK_REACTIVE, 0, None)]
 
 
 def with_minimum_charges(lines: list[InvoiceLine], runs: list[Run], first: date, end: date

@@ -116,7 +116,7 @@ def test_10kv_business_power_reactive_and_an_exempt_fee() -> None:
     assert shape(draft) == [
         ("energy_vt", "1.8.1", 8_000_000, "kWh", 120_000, 96_000),
         ("energy_mt", "1.8.2", 4_000_000, "kWh", 60_000, 24_000),
-        ("billing_power", "1.6.0", 42_300, "kW", 9_500_000, 40_185),
+        ("billing_power", None, 42_300, "kW", 9_500_000, 40_185),
         ("reactive", "3.8.0", 1_055_600, "kvarh", 25_000, 2_639),
         ("metering_point_fee", None, 1000, "month", 8_000_000, 800),
     ]
@@ -127,6 +127,22 @@ def test_10kv_business_power_reactive_and_an_exempt_fee() -> None:
         (Decimal("0"), 800, 0), (Decimal("17"), 162_824, 27_680)]
     assert (draft.net_fen, draft.vat_fen, draft.total_fen) == (163_624, 27_680, 191_304)
     assert [ln.vat_rate for ln in draft.lines] == [Decimal(17)] * 4 + [Decimal(0)]
+
+
+def test_metered_only_prices_just_the_given_consumption() -> None:
+    """For a partial quantity (an estimate): no fee, power, reactive or minimum line."""
+    consumption = rows("electricity", "1.8.1", 1_000_000, MARCH, 31)  # no 3.8.0, no demand
+    draft = compute_invoice("1", "2026-03", [contract("EL-10KV", "electricity")],
+                            consumption, CATALOG, metered_only=True)
+    assert shape(draft) == [("energy_vt", "1.8.1", 1_000_000, "kWh", 120_000, 12_000)]
+    soc = compute_invoice("1", "2026-03", [contract("EL-HH-SOC", "electricity")],
+                          rows("electricity", "1.8.1", 10_000, MARCH, 31), CATALOG,
+                          metered_only=True)
+    assert [ln.amount_fen for ln in soc.lines] == [158, -32]  # 1.578 → 1.58, −20 % → −0.32
+    low = compute_invoice("1", "2026-03", [contract("EL-MIN", "electricity")],
+                          rows("electricity", "1.8.0", 100_000, MARCH, 31), CATALOG,
+                          metered_only=True)
+    assert [ln.component for ln in low.lines] == ["energy"]
 
 
 def test_billing_power_minimum_and_proration_by_contract_days() -> None:
