@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import ROUND_HALF_UP, Decimal
+from typing import Any
 
 import psycopg
 
@@ -179,13 +180,24 @@ def services_by_period(
 ) -> dict[str, dict[str, ServiceMonth]]:
     """Quantity and amount (VAT included) per period and service, from invoice lines."""
     rows = conn.execute(
-        """SELECT i.period, l.service, l.unit, l.vat_rate, sum(l.quantity_milli),
-                  sum(l.amount_fen), min(l.line_no)
+        f"""SELECT {_LINE_SUMS}
            FROM invoices i JOIN invoice_lines l USING (invoice_number)
            WHERE i.customer_id = %s AND i.period = ANY(%s)
            GROUP BY i.period, l.service, l.unit, l.vat_rate""",
         (customer_id, list(periods)),
     ).fetchall()
+    return months_of_lines(rows, periods)
+
+
+# the per (period, service, unit, VAT rate) sums that months_of_lines reads
+_LINE_SUMS = """i.period, l.service, l.unit, l.vat_rate, sum(l.quantity_milli),
+                  sum(l.amount_fen), min(l.line_no)"""
+
+
+def months_of_lines(
+    rows: Sequence[tuple[Any, ...]], periods: Sequence[str]
+) -> dict[str, dict[str, ServiceMonth]]:
+    """Rows of ``_LINE_SUMS`` → period → service → month (VAT added per rate)."""
     net: dict[tuple[str, str, Decimal], int] = defaultdict(int)
     qty: dict[tuple[str, str, str], int] = defaultdict(int)
     first_unit: dict[tuple[str, str], tuple[int, str]] = {}
@@ -205,16 +217,30 @@ def services_by_period(
     return out
 
 
+# One round trip for the head of the summary: name, balance (as account_balance_fen),
+# last payment (as last_payment) and the latest invoiced period (as invoiced_periods(…, 1)).
+_SUMMARY_HEAD = """
+SELECT c.name,
+       (SELECT coalesce(sum(total_fen), 0) FROM invoices WHERE customer_id = c.customer_id)
+     - (SELECT coalesce(sum(total_fen), 0) FROM credit_notes WHERE customer_id = c.customer_id)
+     - (SELECT coalesce(sum(amount_fen), 0) FROM payments WHERE customer_id = c.customer_id),
+       p.paid_on, p.amount_fen,
+       (SELECT max(period) FROM invoices WHERE customer_id = c.customer_id)
+FROM customers c
+LEFT JOIN LATERAL (SELECT paid_on, amount_fen FROM payments WHERE customer_id = c.customer_id
+                   ORDER BY paid_on DESC, received_at DESC, payment_id DESC LIMIT 1) p ON true
+WHERE c.customer_id = %s
+"""
+
+
 def account_summary(conn: psycopg.Connection, customer_id: str) -> AccountSummary | None:
-    name = customer_name(conn, customer_id)
-    if name is None:
+    head = conn.execute(_SUMMARY_HEAD, (customer_id,)).fetchone()
+    if head is None:
         return None
-    balance = account_balance_fen(conn, customer_id)
-    paid = last_payment(conn, customer_id)
-    latest = invoiced_periods(conn, customer_id, 1)
-    if not latest:
-        return AccountSummary(customer_id, name, balance, paid, None)
-    last_p = latest[0]
+    name, balance, paid_on, paid_fen, last_p = head
+    paid = None if paid_on is None else (paid_on, int(paid_fen))
+    if last_p is None:
+        return AccountSummary(customer_id, str(name), int(balance), paid, None)
     prev_p = previous_period(last_p)
     months = services_by_period(conn, customer_id, [last_p, prev_p])
     last, previous = months[last_p], months[prev_p]
@@ -225,7 +251,7 @@ def account_summary(conn: psycopg.Connection, customer_id: str) -> AccountSummar
         if pct is not None:
             changes[service] = pct
     return AccountSummary(
-        customer_id, name, balance, paid, last_p, last,
+        customer_id, str(name), int(balance), paid, last_p, last,
         prev_p if previous else None, previous, changes,
     )
 
@@ -233,9 +259,21 @@ def account_summary(conn: psycopg.Connection, customer_id: str) -> AccountSummar
 def consumption_series(
     conn: psycopg.Connection, customer_id: str, months: int
 ) -> list[tuple[str, str, ServiceMonth]]:
-    """(period, service, month) over the last ``months`` invoiced periods, oldest first."""
-    periods = sorted(invoiced_periods(conn, customer_id, months))
-    by_period = services_by_period(conn, customer_id, periods)
+    """(period, service, month) over the last ``months`` invoiced periods, oldest first.
+
+    One query: the periods (as invoiced_periods) and their lines (as services_by_period).
+    """
+    rows = conn.execute(
+        f"""WITH p AS (SELECT DISTINCT period FROM invoices WHERE customer_id = %(c)s
+                       ORDER BY period DESC LIMIT %(n)s)
+            SELECT {_LINE_SUMS}
+            FROM invoices i JOIN invoice_lines l USING (invoice_number)
+            WHERE i.customer_id = %(c)s AND i.period IN (SELECT period FROM p)
+            GROUP BY i.period, l.service, l.unit, l.vat_rate""",
+        {"c": customer_id, "n": months},
+    ).fetchall()
+    periods = sorted({str(r[0]) for r in rows})
+    by_period = months_of_lines(rows, periods)
     return [(p, s, m) for p in periods for s, m in by_period[p].items()]
 
 
