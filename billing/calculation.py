@@ -30,8 +30,8 @@ from rating.demand import discount_fen
 from rating.money import line_amount_fen, round_half_up_div, vat_fen
 
 SERVICE_ORDER = {"electricity": 0, "water": 1, "waste": 2}
-_FEE_KINDS = ("fixed_monthly", "per_m2_month")
-DEPTH_KINDS = (*TIERED_KINDS, "billing_power", "reactive_excess", "minimum_charge")
+_FEE_KINDS = frozenset(("fixed_monthly", "per_m2_month"))
+DEPTH_KINDS = frozenset((*TIERED_KINDS, "billing_power", "reactive_excess", "minimum_charge"))
 _MICRO_PER_FEN = 10_000
 # order of lines within a metering point: metered (energy, tiers), power, reactive, fees
 RANK_METERED, RANK_POWER, RANK_REACTIVE, RANK_FEE = 0, 1, 2, 3
@@ -268,10 +268,11 @@ def _fee_lines(spans: list[_Span], catalog: Catalog, first: date, end: date,
         for version, seg_start, seg_stop in version_segments(catalog, contract, start, stop):
             for comp in version.components:
                 if comp.kind not in _FEE_KINDS:
-                    deep = deep or comp.kind in DEPTH_KINDS
+                    if comp.kind in DEPTH_KINDS:
+                        deep = True
                     continue
                 area = _area_centi(contract) if comp.kind == "per_m2_month" else None
-                rate = version.vat_rate_of(comp)
+                rate = version.vat_rate if comp.vat_rate is None else comp.vat_rate
                 key = (contract.service, contract.metering_point_id, comp.code, comp.price_micro,
                        rate, area)
                 acc = groups.setdefault(key, _Fee(comp, rate, area, seg_start))

@@ -114,11 +114,12 @@ def test_close_numbers_amounts_and_idempotence(conn: psycopg.Connection) -> None
     assert {r[10] for r in rows} == {"finalized"}
     # 100001: worked by hand in tests/unit/test_calculation.py: net 69.65, VAT 11.84
     assert rows[0][6:9] == (6965, 1184, 8149)
-    # 100002: 10 kWh VT × 0.1578 = 1.58; fee 3.50 × 21/31 = 2.37; VAT 0.6715 → 0.67
-    assert rows[1][6:9] == (395, 67, 462)
+    # 100002: 10 kWh VT × 0.1578 = 1.58; fee 3.50 × 21/31 = 2.37; estimate (read until 21
+    # March, 1 kWh/day): 10.958 kWh × 0.1578 = 1.73 (billing.estimation); VAT 0.9656 → 0.97
+    assert rows[1][6:9] == (568, 97, 665)
     # 200001: 85.5 m² × 0.25 = 21.375 → 21.38; VAT 3.6346 → 3.63
     assert rows[2][6:9] == (2138, 363, 2501)
-    assert (res.net_fen, res.vat_fen, res.total_fen) == (9498, 1614, 11112)
+    assert (res.net_fen, res.vat_fen, res.total_fen) == (9671, 1644, 11315)  # with estimate
     lines = conn.execute(
         "SELECT line_no, component, register, quantity_milli, unit, amount_fen, vat_rate"
         " FROM invoice_lines WHERE invoice_number = '2026-000001' ORDER BY line_no").fetchall()
@@ -179,7 +180,8 @@ def test_kwh_of_consecutive_months_add_up_to_the_register_advance(
     push(conn, [read("E1", "1.8.1", v, at) for v, at in reads])
     for period, issued in (("2026-02", "2026-03-01"), ("2026-03", "2026-04-01"),
                            ("2026-04", "2026-05-01"), ("2026-05", "2026-06-01")):
-        close_period(conn, period, issued_on=date.fromisoformat(issued))
+        # without the estimate of 2–31 May (its invariant: tests/scenarios/test_estimate_…)
+        close_period(conn, period, issued_on=date.fromisoformat(issued), line_sources=[])
     per_month = conn.execute(
         "SELECT i.period, sum(l.quantity_milli) FROM invoice_lines l JOIN invoices i"
         " USING (invoice_number) WHERE l.unit = 'kWh' AND i.customer_id = '100001'"
@@ -242,7 +244,8 @@ def test_finalized_invoices_are_immutable(conn: psycopg.Connection) -> None:
         with pytest.raises(psycopg.errors.IntegrityConstraintViolation, match="immutable"):
             conn.execute(statement)
         conn.rollback()
-    assert conn.execute("SELECT sum(total_fen) FROM invoices").fetchone() == (11112,)
+    # 111.12 + 2.03 for the estimate of 100002's last days of March (billing.estimation)
+    assert conn.execute("SELECT sum(total_fen) FROM invoices").fetchone() == (11315,)
 
 
 @pytest.mark.parametrize(
@@ -290,6 +293,9 @@ def test_move_out_and_move_in_split_the_metering_points_consumption(
         ("300001", "energy_vt_higher", 4000, 192_000, 77, "Aktivna energija VT (viša sezona)"),
         ("300001", "metering_point_fee", 516, 8_000_000, 413,
          "Naknada za mjerno mjesto (16/31 dana)"),
+        # read until 26 March: 9 kWh / 15 days × 5 days 23 h = 3.575 kWh × 0.1920 → 0.69
+        ("300001", "energy_vt_higher", 3575, 192_000, 69,
+         "Aktivna energija VT (viša sezona) (procjena)"),
     ]
 
 
@@ -352,3 +358,44 @@ def test_no_fee_and_no_consumption_means_no_invoice(conn: psycopg.Connection) ->
     assert res.invoices_created == 2
     assert conn.execute("SELECT count(*) FROM invoices WHERE customer_id = '100002'"
                         ).fetchone() == (0,)
+
+
+def test_maximum_demand_follows_meter_installations_and_contracts(
+    conn: psycopg.Connection,
+) -> None:
+    """1.6.0 on a 10 kV point whose meter is exchanged on 15 March (old ×20, new ×40) and
+    whose customer moves out on 20 March: each contract bills the maximum of the reads of
+    the meter installed at the read within its own days, × that meter's multiplier."""
+    from tests.unit.test_calculation_depth import EL_10KV
+
+    add_tariffs(conn, [EL_10KV])
+    conn.execute("""
+        INSERT INTO customers VALUES ('400001', 'Pilana d.o.o.', 'business'),
+                                     ('400002', 'Hladnjača d.o.o.', 'business');
+        INSERT INTO metering_points (metering_point_id, address) VALUES ('MPP', 'Pilanska 1');
+        INSERT INTO meters VALUES ('OLD', 'electricity', 6, 20, '{1.8.1,1.6.0}'),
+                                  ('NEW', 'electricity', 6, 40, '{1.8.1,1.6.0}');
+        INSERT INTO meter_installations VALUES
+            ('OLD', 'MPP', '2025-01-01T00:00Z', '2026-03-15T12:00:00+01:00'),
+            ('NEW', 'MPP', '2026-03-15T12:00:00+01:00', NULL);
+        INSERT INTO contracts VALUES
+            ('CP1', '400001', 'MPP', 'electricity', 'EL-10KV', '2026-01-01', '2026-03-20'),
+            ('CP2', '400002', 'MPP', 'electricity', 'EL-10KV', '2026-03-21', NULL);
+    """)
+    for meter, at, milli in [
+        ("OLD", "2026-03-10T11:00:00+01:00", 1_000),  # 20 kW
+        ("OLD", "2026-03-18T11:00:00+01:00", 5_000),  # after its removal: not this point's
+        ("NEW", "2026-03-19T11:00:00+01:00", 750),  # 30 kW: 400001's maximum
+        ("NEW", "2026-03-25T11:00:00+01:00", 625),  # 25 kW: 400002's maximum
+        ("NEW", "2026-04-02T11:00:00+02:00", 2_000),  # April's
+    ]:
+        conn.execute("INSERT INTO readings VALUES (%s, '1.6.0', %s, %s, 'kW', 'amr', %s)",
+                     (meter, at, milli, at))
+    res = close_period(conn, "2026-03", issued_on=APRIL_1, line_sources=[], after_write=[])
+    assert "400001" not in res.skipped and "400002" not in res.skipped
+    power = conn.execute(
+        "SELECT i.customer_id, l.quantity_milli, l.amount_fen FROM invoice_lines l"
+        " JOIN invoices i USING (invoice_number) WHERE l.component = 'billing_power'"
+        " ORDER BY i.customer_id").fetchall()
+    # 30 kW × 9.50 × 20/31 = 183.870… → 183.87; 25 kW × 9.50 × 11/31 = 84.274… → 84.27
+    assert power == [("400001", 30_000, 18_387), ("400002", 25_000, 8_427)]
