@@ -62,11 +62,14 @@ AfterWrite = Callable[[CloseContext, Sequence[WrittenInvoice]], None]
 
 def default_line_sources() -> list[LineSource]:
     """The line sources every close runs, in the order their lines appear."""
-    return []
+    from billing.adjustments import rebill_lines  # estimates, corrections of closed periods (#4)
+
+    return [rebill_lines]
 
 
 def default_after_write() -> list[AfterWrite]:
     """The steps every close runs after writing its invoices, in this order."""
+    from billing.adjustments import rebill_after_write  # estimates, adjustments (#4)
     from billing.outbox import invoice_events_after_write
 
-    return [invoice_events_after_write]
+    return [rebill_after_write, invoice_events_after_write]
