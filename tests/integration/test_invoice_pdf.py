@@ -109,7 +109,7 @@ def test_load_invoice_only_for_its_customer(db: str) -> None:
         inv = load_invoice(c, "2026-000002", "100002")
     assert inv is not None
     assert (inv["customer_name"], inv["total_fen"], inv["issued_on"]) == (
-        "Nedim K.", 462, date(2026, 4, 1))
+        "Nedim K.", 665, date(2026, 4, 1))  # with the estimate of 21–31 March
     assert inv["metering_points"] == [{"metering_point_id": "MP2",
                                        "address": "Reisa Džemaludina Čauševića 2"}]
 
@@ -153,10 +153,11 @@ def test_ledger_report_routes(client: TestClient) -> None:
     r = client.get("/api/v1/ledger/trial-balance?as_of=2026-04-30", headers=auth)
     assert r.status_code == 200
     body = r.json()
-    assert (body["debit"], body["credit"]) == ("111.12", "111.12")
+    # 111.12 + 2.03 for 100002's estimate of 21–31 March (billing.estimation)
+    assert (body["debit"], body["credit"]) == ("113.15", "113.15")
     assert body["rows"][0] == {"account": "2110", "name": "Kupci u zemlji – potraživanja",
-                               "kind": "asset", "debit": "111.12", "credit": "0.00",
-                               "balance": "111.12"}
+                               "kind": "asset", "debit": "113.15", "credit": "0.00",
+                               "balance": "113.15"}
     r = client.get("/api/v1/ledger/entries.csv?period=2026-04", headers=auth)
     assert r.status_code == 200
     assert r.text.splitlines()[0].startswith("entry_no,entry_date,source_type")
