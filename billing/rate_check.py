@@ -210,9 +210,10 @@ def explain(draft: InvoiceDraft, contracts: list[ContractInput],
         if peaks:
             out.append("  maximum demand: " + ", ".join(
                 f"{r} = {format_quantity(q)} kW" for r, q in sorted(peaks.items())))
-        for line in draft.lines:
-            if (line.service, line.metering_point_id) == (service, mp):
-                out.extend(_line_steps(line, catalog, spans, dim))
+        here = [ln for ln in draft.lines if (ln.service, ln.metering_point_id) == (service, mp)]
+        for line in here:
+            others = sum(ln.amount_fen for ln in here if ln is not line)
+            out.extend(_line_steps(line, catalog, spans, dim, others))
     out.append("")
     for vat in draft.vat:
         exact = Decimal(vat.base_fen) * vat.vat_rate / 10_000
@@ -230,7 +231,10 @@ def explain(draft: InvoiceDraft, contracts: list[ContractInput],
 
 
 def _line_steps(line: InvoiceLine, catalog: Catalog,
-                spans: list[tuple[ContractInput, date, date]], dim: int) -> list[str]:
+                spans: list[tuple[ContractInput, date, date]], dim: int, place_net: int = 0
+                ) -> list[str]:
+    """One line's calculation; `place_net`: the other lines of its metering point (the
+    base of a minimum charge's top-up)."""
     hit = _find(catalog, spans, line.component, line.unit_price_micro)
     where = ""
     if hit is not None:
@@ -242,10 +246,11 @@ def _line_steps(line: InvoiceLine, catalog: Catalog,
     if line.unit == "%":  # a discount: percent of the discounted amount
         pct = Decimal(line.quantity_milli) / 1000
         base = Decimal(line.unit_price_micro) / 10**6
-        return [head, f"    −{pct.normalize():f} % × {format_km(line.unit_price_micro // 10_000)}"
+        return [head, f"    -{pct.normalize():f} % × {format_km(line.unit_price_micro // 10_000)}"
                       f" = {_dec(-base * pct / 100)} → {format_km(line.amount_fen)}"]
     if line.unit == "month" and _is_minimum(catalog, spans, line.component):
-        return [head, f"    minimum − net of the metering point = {format_km(line.amount_fen)}"]
+        return [head, f"    minimum {format_km(line.amount_fen + place_net)} − net of the "
+                      f"metering point {format_km(place_net)} = {format_km(line.amount_fen)}"]
     if line.unit in ("kWh", "m3", "kvarh"):
         exact = Decimal(line.quantity_milli * line.unit_price_micro) / 10**9
         return [head + where,

@@ -225,13 +225,17 @@ def test_no_read_with_a_contracted_minimum_bills_the_minimum(db_url: str) -> Non
 
 def test_rate_check_agrees_with_the_close(conn: psycopg.Connection) -> None:
     close_period(conn, "2026-03", issued_on=date(2026, 4, 2), **ALONE)
+    texts = {}
     for customer in ("200010", "100009", "100020"):
         data = load_period(conn, customer, "2026-03")
         draft = rate(data.customer_id, data.period, data.contracts, data.consumption,
                      data.catalog, data.demand)
-        text = explain(draft, data.contracts, data.consumption, data.catalog, data.invoice,
-                       demand=data.demand)
-        assert ": matches (" in text, text
+        texts[customer] = explain(draft, data.contracts, data.consumption, data.catalog,
+                                  data.invoice, demand=data.demand)
+        assert ": matches (" in texts[customer], texts[customer]
+    assert "-20 % × 33.51 = -6.702 → -6.70" in texts["100009"]
+    assert "Voda – blok 3 (preko 10,323 m³) (16.03.–31.03., 16/31 dana)" in texts["100020"]
+    assert "3.677 m3 × 1.70 = 6.2509 → 6.25" in texts["100020"]
     data = load_period(conn, "200010", "2026-03")
     text = explain(rate(data.customer_id, data.period, data.contracts, data.consumption,
                         data.catalog, data.demand),
