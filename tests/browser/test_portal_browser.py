@@ -246,3 +246,60 @@ def test_self_read_form(portal: Portal, browser: Any) -> None:
             " ORDER BY read_at DESC LIMIT 1", (meter_id,)).fetchone()
     assert row == (last_milli + 12_500, "self")
     assert_console_clean(browser)
+
+
+def wait_for_file(folder: Path, name: str, seconds: float = 20) -> Path:
+    """A download Chromium has finished (no ``.crdownload`` left)."""
+    import time
+
+    path, deadline = folder / name, time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if path.exists() and not list(folder.glob("*.crdownload")):
+            return path
+        time.sleep(0.1)
+    raise AssertionError(f"no download {name} in {sorted(p.name for p in folder.iterdir())}")
+
+
+def test_download_my_data_as_green_button_xml_and_open_an_invoice_pdf(
+        portal: Portal, browser: Any, tmp_path: Path) -> None:
+    from defusedxml import ElementTree as SafeET
+
+    from api.espi import ATOM, ESPI
+
+    browser.execute_cdp_cmd("Page.setDownloadBehavior",
+                            {"behavior": "allow", "downloadPath": str(tmp_path)})
+    log_in(browser, portal)
+    link = browser.find_element(By.ID, "export-espi")
+    assert link.get_attribute("href") == f"{portal.url}/moji-podaci.xml"
+    assert "Green Button" in link.text
+    link.click()
+    xml = wait_for_file(tmp_path, f"green-button-{portal.customer_id}.xml").read_bytes()
+    feed = SafeET.fromstring(xml)
+    assert feed.tag == f"{{{ATOM}}}feed"
+    values = [int(v.text) for v in feed.iter(f"{{{ESPI}}}value")]
+    with psycopg.connect(portal.db_url) as conn:
+        expected = conn.execute(
+            """SELECT count(*), sum(d.quantity_milli) FROM contracts c
+               JOIN daily_consumption d ON d.metering_point_id = c.metering_point_id
+                AND d.service = c.service AND d.local_day >= c.valid_from
+                AND (c.valid_to IS NULL OR d.local_day <= c.valid_to)
+               WHERE c.customer_id = %s AND d.local_day BETWEEN '2024-04-01' AND '2026-04-20'
+            """, (portal.customer_id,)).fetchone()
+    assert expected is not None and expected[0] > 600  # 24 months of days, several registers
+    assert (len(values), sum(values)) == (expected[0], expected[1])
+
+    click(browser, By.LINK_TEXT, "Računi")
+    pdf_url = browser.find_element(By.CSS_SELECTOR, "tbody tr a.pdf").get_attribute("href")
+    cookie = browser.get_cookie("portal_session")
+    assert cookie is not None
+    resp = httpx.get(pdf_url, cookies={"portal_session": cookie["value"]})
+    assert resp.status_code == 200, resp.text
+    assert resp.headers["content-type"] == "application/pdf"
+    assert resp.content.startswith(b"%PDF-") and resp.content.rstrip().endswith(b"%%EOF")
+    assert httpx.get(pdf_url).status_code == 401  # not without the session
+    number = pdf_url.rsplit("/", 2)[-2]
+    browser.get(pdf_url)  # headless Chromium shows the PDF or saves it, never an error
+    shown = browser.execute_script("return document.contentType")
+    if shown != "application/pdf":
+        saved = wait_for_file(tmp_path, f"racun-{number}.pdf").read_bytes()
+        assert saved == resp.content
