@@ -20,6 +20,9 @@ from api.main import create_app
 from app.settings import Settings
 from billing.closer import close_period
 from stream.pipeline import BatchResult, process_reads
+from tests.integration.test_self_read_page import answer, send, stored
+from tests.integration.test_self_read_page import client as client  # noqa: F401 (fixture)
+from tests.integration.test_self_read_page import pool as pool  # noqa: F401 (fixture)
 
 CATALOG = json.loads((Path(__file__).resolve().parents[2] / "app/demo/catalog.json").read_text())
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
@@ -268,3 +271,26 @@ def test_meter_replacement_is_billed_across_the_change(conn: psycopg.Connection)
         "SELECT component, quantity_milli, amount_fen FROM invoice_lines ORDER BY line_no"
     ).fetchall()
     assert ("energy_vt_higher", 300_000, 4_734) in lines  # 300 kWh × 0.1578 KM
+
+
+# --- the portal's self-read form (fixtures of test_self_read_page) ---------------------------
+
+
+def test_self_read_form_refuses_a_spike(client: TestClient, pool: ConnectionPool) -> None:
+    with pool.connection() as c:  # 59 days of 10 kWh before the last read (1 April)
+        c.execute(
+            "INSERT INTO daily_consumption SELECT 'MP-1', 'electricity', '1.8.1', d::date,"
+            " 10000, 0, 1 FROM generate_series(DATE '2026-02-01', DATE '2026-03-31', '1 day') d"
+        )
+    status, html = send(client, {"E-1:1.8.1": "13234,5", "W-1:8.0": "813"})
+    assert status == 200
+    got = answer(html, "E-1", "1.8.1")
+    # 3000 kWh in 19.4 days: 154.5 kWh a day against a median of 10
+    assert got[0] == "rejected" and got[1].startswith(
+        "Nije prihvaćeno: spike: the advance of 154.506 kWh per day is more than 10 ×"
+    ), got
+    assert answer(html, "W-1", "8.0")[0] == "accepted"  # no water history: judged normally
+    assert 'value="13234,5"' in html  # kept in the form to correct
+    assert [r[0] for r in stored(pool)] == ["W-1"]
+    status, html = send(client, {"E-1:1.8.1": "10334,5"})  # 100 kWh in 19 days: fine
+    assert answer(html, "E-1", "1.8.1")[0] == "accepted"
