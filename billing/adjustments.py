@@ -56,7 +56,7 @@ from rating.catalog import Catalog
 from rating.money import format_price, format_quantity
 
 PREFIX = "korekcija:"
-METERED_UNITS = ("kWh", "m3")
+METERED_UNITS = ("kWh", "m3", "%")  # "%": the social discount of a metered line
 FEE_KINDS = ("fixed_monthly", "per_m2_month")
 _UNITS = {"m3": "m³"}
 
@@ -113,6 +113,9 @@ def _order(key: Key) -> tuple[object, ...]:
 def _explain(period: str, name: str, unit: str, price: int, billed: int, now: int,
              sides: set[str], tariff_note: str | None) -> str:
     u = _UNITS.get(unit, unit)
+    if unit == "%":  # a discount: its "price" is the amount it discounts
+        storno = " — storno" if sides == {"b"} else ""
+        return f"Korekcija za {period}: {name} na {format_price(price)} KM{storno}"
     if tariff_note is not None and len(sides) == 1:
         if sides == {"b"}:
             return (f"Ispravka cijene za {period}: {name} — storno {format_quantity(billed)}"
@@ -204,7 +207,7 @@ def billed_lines(conn: psycopg.Connection, customer_id: str, period: str,
 
 
 def _compared(line: InvoiceLine, fees: frozenset[str]) -> bool:
-    """Metered lines (kWh, m³), and the fee components named in `fees`."""
+    """Metered lines (kWh, m³, their discounts), and the fee components named in `fees`."""
     return line.unit in METERED_UNITS or line.component.removeprefix(PREFIX) in fees
 
 

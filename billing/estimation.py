@@ -186,8 +186,8 @@ def estimate_invoice_lines(customer_id: str, period: str, estimates: Sequence[Es
                                                                      e.place.stop))]
     contracts = list({e.place.contract.contract_id: e.place.contract for e in estimates}
                      .values())
-    draft = compute_invoice(customer_id, period, contracts, rows, catalog)
-    lines = [ln for ln in draft.lines if ln.register is not None and ln.quantity_milli]
+    draft = compute_invoice(customer_id, period, contracts, rows, catalog, metered_only=True)
+    lines = [ln for ln in draft.lines if ln.quantity_milli or ln.amount_fen]
     for ln in lines:
         ln.description += ESTIMATE_MARK
     return lines

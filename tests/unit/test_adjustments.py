@@ -107,3 +107,21 @@ def test_corrected_catalog_applies_only_in_its_range_and_keeps_the_original() ->
     assert corrections_for([corr], ["EL-HH"], date(2026, 3, 1), date(2026, 4, 1)) == [corr]
     assert corrections_for([corr], ["EL-HH"], date(2026, 3, 16), date(2026, 4, 1)) == []
     assert corrections_for([corr], ["EL-OP"], date(2026, 3, 1), date(2026, 4, 1)) == []
+
+
+def discount(base: InvoiceLine) -> InvoiceLine:
+    amount = base.amount_fen
+    return InvoiceLine(base.service, base.metering_point_id, f"{base.component}_discount",
+                       base.register, "Popust (socijalna kategorija) 10 %", 10_000, "%",
+                       amount * 10_000, -round(amount / 10), VAT)
+
+
+def test_a_discount_follows_its_line() -> None:
+    old, new = energy(100_000), energy(120_000)
+    lines = difference_lines("2026-03", [old, discount(old)], [new, discount(new)])
+    assert sum(ln.amount_fen for ln in lines) == (new.amount_fen + discount(new).amount_fen
+                                                  - old.amount_fen - discount(old).amount_fen)
+    texts = [ln.description for ln in lines if ln.unit == "%"]
+    assert texts == ["Korekcija za 2026-03: Popust (socijalna kategorija) 10 % na 15.78 KM"
+                     " — storno",
+                     "Korekcija za 2026-03: Popust (socijalna kategorija) 10 % na 18.94 KM"]
