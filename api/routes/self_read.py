@@ -27,6 +27,7 @@ from rating.calendar import LOCAL_TZ
 from rating.money import parse_quantity_milli
 from stream.pipeline import ReadOutcome, process_reads
 from stream.vee import ACCEPTED, DUPLICATE, advance_milli
+from stream.vee_rules import expected_unit
 
 router = APIRouter(include_in_schema=False)
 CHANNEL, SOURCE = "portal", "self"
@@ -68,9 +69,7 @@ class MeterRegister:
 
     @property
     def unit(self) -> str:
-        if self.service == "water":
-            return "m3"
-        return "kvarh" if self.register.split(".")[0] in ("3", "4") else "kWh"
+        return expected_unit(self.service, self.register) or "kWh"  # kW on 1.6.0
 
 
 @dataclass(frozen=True, slots=True)
