@@ -97,27 +97,31 @@ GROUP BY c.contract_id, d.register, width_bucket(d.local_day, %(breaks)s::date[]
 
 # The month's maximum demand per contract and register: non-cumulative reads (1.6.0, kW)
 # of the meters installed at the metering point, × the meter's multiplier. A read belongs
-# to the interval that ends at it, so the month's reads are those after its first local
-# midnight up to and including the midnight that ends it (the billing reset read at 00:00
-# on the 1st is the previous month's maximum); its day is the local day of that interval.
+# to the interval that ends at it, so a contract's reads in the month are those after the
+# local midnight that starts its first day up to and including the midnight that ends its
+# last (the billing reset read at 00:00 on the 1st is the previous month's maximum). The
+# row's day is the local day of the first such read (it only places the row in a contract).
 _DEMAND = f"""
-SELECT c.customer_id, c.metering_point_id, c.service, r.register, min(r.day),
-       max(r.value_milli * m.multiplier)::bigint
+SELECT c.customer_id, c.metering_point_id, c.service, r.register,
+       ((min(r.first_at) - interval '1 second') AT TIME ZONE 'Europe/Sarajevo')::date,
+       max(r.peak * m.multiplier)::bigint
 FROM contracts c
 JOIN meter_installations i ON i.metering_point_id = c.metering_point_id
 JOIN meters m ON m.meter_id = i.meter_id AND m.service = c.service
+CROSS JOIN LATERAL (
+    SELECT greatest(c.valid_from, %(first)s)::timestamp AT TIME ZONE 'Europe/Sarajevo' AS lo,
+           least(c.valid_to + 1, %(end)s)::timestamp AT TIME ZONE 'Europe/Sarajevo' AS hi
+) b
 JOIN LATERAL (
-    SELECT x.register, x.value_milli,
-           ((x.read_at - interval '1 second') AT TIME ZONE 'Europe/Sarajevo')::date AS day
+    SELECT x.register, max(x.value_milli) AS peak, min(x.read_at) AS first_at
     FROM readings x
     WHERE x.meter_id = i.meter_id AND x.register = ANY(%(registers)s)
-      AND x.read_at > %(first)s::timestamp AT TIME ZONE 'Europe/Sarajevo'
-      AND x.read_at <= %(end)s::timestamp AT TIME ZONE 'Europe/Sarajevo'
-      AND x.read_at >= i.installed_at AND (i.removed_at IS NULL OR x.read_at <= i.removed_at)
+      AND x.read_at > b.lo AND x.read_at <= b.hi AND x.read_at >= i.installed_at
+      AND x.read_at <= coalesce(i.removed_at, 'infinity')
+    GROUP BY x.register
 ) r ON true
 WHERE (%(tariffs)s::text[] IS NULL OR c.tariff_code = ANY(%(tariffs)s)) AND {_ACTIVE}
   AND {_NOT_INVOICED}
-  AND r.day >= c.valid_from AND (c.valid_to IS NULL OR r.day <= c.valid_to)
   AND (%(customers)s::text[] IS NULL OR c.customer_id = ANY(%(customers)s))
 GROUP BY c.contract_id, r.register
 """
