@@ -146,3 +146,5 @@ def test_rollover_is_accepted(conn: psycopg.Connection) -> None:
     assert conn.execute("SELECT sum(quantity_milli) FROM consumption_intervals").fetchone() == (
         15000,
     )
+    flags = conn.execute("SELECT quality FROM readings ORDER BY read_at").fetchall()
+    assert flags == [(["initial"],), (["rollover"],)]
