@@ -76,6 +76,27 @@ def cmd_close(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_rebill(settings: Settings, args: argparse.Namespace) -> int:
+    """Record a tariff correction of closed periods; the next close bills the differences."""
+    import json
+
+    from billing import BillingError
+    from billing.tariff_corrections import record_correction
+
+    try:
+        document = json.loads(Path(args.document).read_text(encoding="utf-8"))
+        with one_connection(settings) as conn:
+            cid, queued = record_correction(
+                conn, tariff_code=args.tariff, valid_from=date.fromisoformat(args.date_from),
+                valid_to=date.fromisoformat(args.date_to), document=document,
+                reason=args.reason, operator=args.operator)
+    except (BillingError, ValueError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"tariff correction #{cid}: {queued} invoiced periods queued for the next close")
+    return 0
+
+
 def cmd_demo_data(settings: Settings, args: argparse.Namespace) -> int:
 
     rt = bootstrap(settings, pool_size=1)
@@ -144,6 +165,15 @@ def build_parser() -> argparse.ArgumentParser:
     pub.add_argument("--once", action="store_true", help="publish what is pending, then exit")
     pub.add_argument("--topic-prefix", default="", help="put before every topic name")
     pub.set_defaults(func=cmd_publish_events)
+    reb = sub.add_parser("rebill", help="correct a tariff of closed periods (billed on the"
+                         " next invoices)")
+    reb.add_argument("--tariff", required=True)
+    reb.add_argument("--from", dest="date_from", required=True, help="first day YYYY-MM-DD")
+    reb.add_argument("--to", dest="date_to", required=True, help="last day (inclusive)")
+    reb.add_argument("--document", required=True, help="the corrected tariff document (JSON)")
+    reb.add_argument("--reason", required=True)
+    reb.add_argument("--operator", default="cli")
+    reb.set_defaults(func=cmd_rebill)
     add_money_commands(sub)
     add_rating_commands(sub)
     return p

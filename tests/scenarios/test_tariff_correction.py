@@ -5,7 +5,9 @@ new one, line by line with the reason (real PostgreSQL, issue dates pinned)."""
 from __future__ import annotations
 
 import copy
+import json
 from datetime import UTC, date, datetime
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -16,6 +18,7 @@ from pydantic import SecretStr
 
 from api.main import create_app
 from api.operators import create_operator
+from app.cli import main
 from app.settings import Settings
 from billing import BillingError
 from billing.adjustments import rebill_after_write, rebill_lines
@@ -159,3 +162,25 @@ def test_operator_endpoint_records_a_correction_with_role_billing(db_url: str) -
     with psycopg.connect(db_url) as c:
         assert c.execute("SELECT operator, reason FROM tariff_corrections").fetchall() == [
             ("bojan", REASON)]
+
+
+def test_command_line_records_a_correction(db_url: str, tmp_path: Path,
+                                           monkeypatch: pytest.MonkeyPatch,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("BILLING_DATABASE_URL", db_url)
+    with psycopg.connect(db_url) as c:
+        seed(c)
+        push(c, MARCH_READS)
+        close(c, "2026-03", date(2026, 4, 1))
+        c.commit()
+    doc = tmp_path / "el-hh.json"
+    doc.write_text(json.dumps(corrected_el_hh()), encoding="utf-8")
+    args = ["rebill", "--tariff", "EL-HH", "--from", "2026-03-01", "--to", "2026-03-31",
+            "--document", str(doc), "--reason", REASON]
+    assert main(args) == 0
+    assert "tariff correction #1: 2 invoiced periods queued" in capsys.readouterr().out
+    assert main([*args[:6], "2026-02-01", *args[7:]]) == 2
+    assert "valid_to: 2026-02-01 is before valid_from" in capsys.readouterr().err
+    with psycopg.connect(db_url) as c:
+        assert c.execute("SELECT count(*), min(operator) FROM tariff_corrections"
+                         ).fetchone() == (1, "cli")
