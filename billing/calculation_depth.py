@@ -62,7 +62,6 @@ class Run:
     vat_rate: Decimal
     start: date
     stop: date  # the day after the last
-    split: bool = False  # the component changes inside the contract's month
     totals: dict[str, int] = field(default_factory=dict)  # register → quantity in the run
 
     @property
@@ -85,8 +84,6 @@ def component_runs(catalog: Catalog, spans: Sequence[_Span]) -> list[Run]:
                     prev.stop = seg_stop
                     continue
                 run = Run(contract, version.tariff_code, comp, rate, seg_start, seg_stop)
-                if prev is not None:
-                    prev.split = run.split = True
                 last[comp.code] = run
                 runs.append(run)
     return runs

@@ -145,6 +145,20 @@ def test_metered_only_prices_just_the_given_consumption() -> None:
     assert [ln.component for ln in low.lines] == ["energy"]
 
 
+def test_an_energy_component_with_its_own_vat_rate() -> None:
+    doc = copy.deepcopy(W_TIER)
+    doc["components"] = [
+        {"code": "water", "kind": "energy", "registers": ["8.0"], "price": "1.00",
+         "vat_rate": "0", "description": "Voda (oslobođeno)"},
+        {"code": "fee", "kind": "fixed_monthly", "price": "2.50", "description": "Naknada"}]
+    draft = compute_invoice("1", "2026-03", [contract("W-TIER", "water")],
+                            rows("water", "8.0", 12_345, MARCH, 31), Catalog.from_documents([doc]))
+    # 12.345 m³ × 1.00 = 12.345 → 12.35 at 0 %; fee 2.50 at 17 % → 0.425 → 0.43
+    assert [(v.vat_rate, v.base_fen, v.vat_fen) for v in draft.vat] == [
+        (Decimal("0"), 1_235, 0), (Decimal("17"), 250, 43)]
+    assert draft.total_fen == 1_235 + 250 + 43
+
+
 def test_billing_power_minimum_and_proration_by_contract_days() -> None:
     c = contract("EL-10KV", "electricity", start="2026-03-11")
     consumption = rows("electricity", "1.8.1", 100_000, date(2026, 3, 11), 21)
