@@ -2,7 +2,9 @@
 -- Meter-data validation (issue #4): quality flags on stored reads, zero-run tracking per
 -- register, and a quarantine for reads from the future (kept, not billed, releasable).
 
--- rollover, spike, zero_consumption, gap, initial, final (stream/vee_rules.py)
+-- rollover, spike, zero_consumption, gap, initial, final (stream/vee_rules.py). On a
+-- compressed TimescaleDB hypertable a NOT NULL column with a constant default needs 2.6+
+-- (app/timescale.py already requires 2.15).
 ALTER TABLE readings ADD COLUMN quality text[] NOT NULL DEFAULT '{}';
 
 -- The read_at of the first read that showed the register's current value: a register
