@@ -32,6 +32,7 @@ from api.routes import (
 )
 from api.routes import collections as collections_routes
 from api.routes import operators as operators_routes
+from api.routes import payment_corrections as payment_corrections_routes
 from api.routes import read_edits as read_edits_routes
 from api.routes import rebill as rebill_routes
 from app.settings import Settings
@@ -83,6 +84,7 @@ def create_app(
     app.include_router(operators_routes.router)  # operator accounts, audit
     app.include_router(quarantine.router)  # reads from the future, held until released
     app.include_router(operator_login.router)  # /ops/prijava, /ops/odjava (browser)
+    app.include_router(payment_corrections_routes.router)  # reversals, refunds, credit (#5)
     app.include_router(read_edits_routes.router)  # operator read corrections (re-flow)
     app.include_router(rebill_routes.router)  # tariff corrections, rebill queue (#4)
     account_pages.install(app)  # export, password, notifications, problem reports

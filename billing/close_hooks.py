@@ -63,13 +63,17 @@ AfterWrite = Callable[[CloseContext, Sequence[WrittenInvoice]], None]
 def default_line_sources() -> list[LineSource]:
     """The line sources every close runs, in the order their lines appear."""
     from billing.adjustments import rebill_lines  # estimates, corrections of closed periods (#4)
+    from billing.interest_charges import interest_lines  # late-payment interest (#5)
 
-    return [rebill_lines]
+    return [rebill_lines, interest_lines]
 
 
 def default_after_write() -> list[AfterWrite]:
     """The steps every close runs after writing its invoices, in this order."""
     from billing.adjustments import rebill_after_write  # estimates, adjustments (#4)
+    from billing.customer_credit import apply_credit_after_close  # credit → invoice (#5)
+    from billing.interest_charges import record_interest_after_close  # (#5)
     from billing.outbox import invoice_events_after_write
 
-    return [rebill_after_write, invoice_events_after_write]
+    return [rebill_after_write, record_interest_after_close, apply_credit_after_close,
+            invoice_events_after_write]

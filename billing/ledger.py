@@ -6,10 +6,15 @@ A document is booked as one balanced entry (debits = credits, in feninga):
   credit the revenue account of each service by that service's net amount (sum of its
   lines) and VAT payable (4700) by the invoice's VAT;
 * payment (on the day paid): debit the account of the channel it came through (bank 2410,
-  cash desk 2430) and credit the customer's receivables (2110) by the amount. A payment
-  beyond the open items leaves the customer's receivable balance negative (a credit
-  balance); moving such balances to customer credit (4310) is a period-end adjustment
-  that is not automated yet.
+  cash desk 2430) and credit the customer's receivables (2110) by the amount;
+* customer credit (`billing.customer_credit`): what a customer paid beyond what they owe
+  moves from receivables to customer credit (4310, with the customer): debit 2110, credit
+  4310; applying it to an invoice, or a reversal that shrinks it, moves it back; a refund
+  debits 4310 and credits the bank;
+* a payment reversal (`billing.payment_corrections`) is the storno of the payment's entry.
+
+Invoice lines of the service ``interest`` (late-payment interest) are revenue of the
+chart's ``interest_revenue`` account unless the chart maps that service itself.
 
 A negative amount on a side is booked on the other side (a service with negative net is a
 debit of revenue), and a zero amount makes no line. Which account each rule uses comes
@@ -34,6 +39,7 @@ DEFAULT_CHART = Path(__file__).with_name("chart_of_accounts.json")
 KINDS = ("invoice", "payment", "reversal", "adjustment", "opening")
 ACCOUNT_KINDS = ("asset", "liability", "equity", "revenue", "expense")
 _ACCOUNT = re.compile(r"^[0-9]{3,10}$")
+INTEREST_SERVICE = "interest"  # the service key of late-payment interest lines
 _ROLES = ("receivables", "vat_payable", "customer_credit", "write_off", "interest_revenue")
 
 
@@ -59,6 +65,8 @@ class Chart:
         try:
             return self.revenue[service]
         except KeyError:
+            if service == INTEREST_SERVICE:
+                return self.roles["interest_revenue"]
             raise LedgerError(f"service: no revenue account for {service!r} in the chart") from None
 
     def channel_account(self, channel: str) -> str:
@@ -210,6 +218,22 @@ def entry_for_payment(p: PaymentFacts, *, chart: Chart) -> EntryDraft:
         (LineDraft(chart.channel_account(p.channel), p.amount_fen, 0),
          LineDraft(chart.roles["receivables"], 0, p.amount_fen, p.customer_id)),
     )
+
+
+def entry_for_credit_move(
+    move_id: int, customer_id: str, amount_fen: int, on: date, description: str, *,
+    chart: Chart, counter_account: str | None = None,
+) -> EntryDraft:
+    """A movement of customer credit: `amount_fen` > 0 moves it from receivables into
+    customer credit (4310), < 0 takes it out to receivables, or to `counter_account` (the
+    bank, for a refund)."""
+    if amount_fen == 0:
+        raise LedgerError(f"credit move {move_id}: amount must not be zero")
+    counter = counter_account or chart.roles["receivables"]
+    with_customer = customer_id if counter == chart.roles["receivables"] else None
+    credit = chart.roles["customer_credit"]
+    lines = (*_debit(counter, amount_fen, with_customer), *_credit(credit, amount_fen, customer_id))
+    return EntryDraft("adjustment", f"AVANS-{move_id}", on, description[:200], tuple(lines))
 
 
 def reversal_of(entry_number: str, entry: EntryDraft, *, on: date) -> EntryDraft:

@@ -7,7 +7,9 @@ the customer code given with the payment is used. The bank's transaction id
 the same id with another amount, customer or date is refused, never posted twice.
 One outcome per input, in order; a bad payment never stops the good ones. The caller owns
 the transaction. Each accepted payment is booked in the general ledger (`billing.ledger`)
-in that same transaction.
+in that same transaction, and what a customer paid beyond what they owe becomes customer
+credit (`billing.customer_credit`). Corrections are new rows, never edits
+(`billing.payment_corrections`): a reversal or a refund is a negative payment row.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from typing import Any
 import psycopg
 
 from billing import BillingError
+from billing.customer_credit import settle_credit
 from billing.ledger import Chart, PaymentFacts, load_chart
 from billing.ledger_posting import lock_counters, post_payments
 from billing.outbox import add_payment_events
@@ -29,6 +32,7 @@ from billing.reference import make_payment_reference, parse_payment_reference
 from rating.money import format_km, parse_amount_fen
 
 ACCEPTED, DUPLICATE, REJECTED = "accepted", "duplicate", "rejected"
+RESERVED_PREFIXES = ("STORNO/", "POVRAT/")  # ids of reversals and refunds
 MAX_AMOUNT_FEN = 100_000_000_000  # one billion KM: anything above is a data error
 _CUSTOMER_ID = re.compile(r"^[0-9]{6,10}$")
 _AMOUNT = re.compile(r"^[+-]?[0-9]+(\.[0-9]+)?$")
@@ -104,11 +108,16 @@ def record_payments(
         else:  # another transaction recorded the same id meanwhile
             mine = _Recorded(customer_id, p.paid_on, p.amount_fen)
             outcomes[i] = _against(p.payment_id, mine, now_recorded[p.payment_id], invoice_number)
-    post_payments(conn, [
+    booked = [
         PaymentFacts(p.payment_id, customer_id, p.paid_on, p.amount_fen, channel.strip(),
                      invoice_number)
         for _, p, customer_id, invoice_number in to_insert if p.payment_id in inserted
-    ], chart=chart or load_chart())
+    ]
+    post_payments(conn, booked, chart=chart or load_chart())
+    last_paid: dict[str, date] = {}
+    for f in booked:
+        last_paid[f.customer_id] = max(f.paid_on, last_paid.get(f.customer_id, f.paid_on))
+    settle_credit(conn, last_paid, on=last_paid, chart=chart)  # overpayments → credit (4310)
     add_payment_events(conn, sorted(inserted))  # outbox, same transaction
     return [o or PaymentOutcome(REJECTED, "not processed") for o in outcomes]
 
@@ -145,6 +154,9 @@ def _decode(obj: Any) -> _Payment:
     payment_id = payment_id.strip()
     if len(payment_id) > 100 or not payment_id.isprintable():
         raise BillingError("payment_id: at most 100 printable characters")
+    if payment_id.upper().startswith(RESERVED_PREFIXES):
+        raise BillingError(f"payment_id: {payment_id!r} starts with a prefix reserved for"
+                           f" corrections ({', '.join(RESERVED_PREFIXES)})")
     customer_id = obj.get("customer_id")
     if customer_id in (None, ""):
         customer_id = None
