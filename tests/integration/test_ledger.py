@@ -91,22 +91,25 @@ def test_trial_balance_and_payments(conn: psycopg.Connection) -> None:
     assert [o.status for o in out] == ["accepted", "accepted", "duplicate"]
     numbers = conn.execute("SELECT entry_number, source_document FROM journal_entries"
                            " WHERE kind = 'payment' ORDER BY seq").fetchall()
+    # 2026-000006 moves 100002's overpayment (5.38 KM) to customer credit 4310 (#5)
     assert numbers == [("2026-000004", "UPL-1"), ("2026-000005", "UPL-2"),
-                       ("2026-000006", "BL-1")]
+                       ("2026-000007", "BL-1")]
     assert entry_lines(conn, "2026-000004") == [("2410", None, 8149, 0),
                                                 ("2110", "100001", 0, 8149)]
-    assert entry_lines(conn, "2026-000006") == [("2430", None, 400, 0),
+    assert entry_lines(conn, "2026-000006") == [("2110", "100002", 538, 0),
+                                                ("4310", "100002", 0, 538)]
+    assert entry_lines(conn, "2026-000007") == [("2430", None, 400, 0),
                                                 ("2110", "200001", 0, 400)]
     tb = trial_balance(conn, date(2026, 4, 30))
-    assert tb.debit_fen == tb.credit_fen == 11112 + 8149 + 1000 + 400
-    assert balances(conn, date(2026, 4, 30))["2110"] == 11112 - 8149 - 1000 - 400
+    assert tb.debit_fen == tb.credit_fen == 11112 + 8149 + 1000 + 400 + 538  # + credit move
+    assert balances(conn, date(2026, 4, 30))["2110"] == 11112 - 8149 - 1000 - 400 + 538
     assert balances(conn, date(2026, 4, 10))["2410"] == 9149
     assert "2430" not in balances(conn, date(2026, 4, 10))
-    # receivables per customer in the ledger = the billing balance
+    # receivables per customer in the ledger = the billing balance; a surplus is credit (4310)
     per_customer: dict[str, int] = dict(conn.execute(
         "SELECT customer_id, sum(debit_fen - credit_fen) FROM journal_lines"
         " WHERE account = '2110' GROUP BY 1").fetchall())
-    assert per_customer == {"100001": 0, "100002": 462 - 1000, "200001": 2501 - 400}
+    assert per_customer == {"100001": 0, "100002": 0, "200001": 2501 - 400}
 
 
 def test_general_ledger_of_receivables(conn: psycopg.Connection) -> None:
@@ -220,7 +223,8 @@ def test_numbers_have_no_gaps_and_documents_book_once(conn: psycopg.Connection) 
 
 def test_post_missing_books_documents_from_before_the_ledger(conn: psycopg.Connection) -> None:
     with conn.transaction():
-        record_payments(conn, [pay("UPL-1", "5.00", customer_id="100002")], channel="posta")
+        # 4.00 of 4.62 KM: an overpayment would add a credit move, which is not a document (#5)
+        record_payments(conn, [pay("UPL-1", "4.00", customer_id="100002")], channel="posta")
     before = conn.execute("SELECT kind, source_document, entry_date FROM journal_entries"
                           " ORDER BY seq").fetchall()
     lines_before = conn.execute("SELECT account, customer_id, debit_fen, credit_fen"

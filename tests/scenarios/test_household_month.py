@@ -170,13 +170,14 @@ def test_month_of_reads_to_invoice_payment_and_portal(pool: ConnectionPool) -> N
             1335,
             250,
             900,
+            40,  # late-payment interest on February's 88.53 KM, 17–31 March: 15 × 0.03 % (#5)
         ]
         totals = conn.execute(
             "SELECT invoice_number, net_fen, vat_fen, total_fen, due_on FROM invoices ORDER BY 1"
         ).fetchall()
         assert totals == [
             ("2026-000001", 7567, 1286, 8853, date(2026, 3, 16)),
-            ("2026-000002", 6965, 1184, 8149, date(2026, 4, 16)),
+            ("2026-000002", 7005, 1184, 8189, date(2026, 4, 16)),  # + 0.40 interest, VAT 0
         ]
 
         # the same close again creates nothing
@@ -209,7 +210,7 @@ def test_month_of_reads_to_invoice_payment_and_portal(pool: ConnectionPool) -> N
         )
         assert login.status_code == 200
         summary = client.get("/api/v1/portal/summary").json()
-    assert summary["balance"] == "81.49"
+    assert summary["balance"] == "81.89"  # March's 81.49 KM + 0.40 KM interest (#5)
     assert summary["last_payment"] == {"date": "2026-03-20", "amount": "88.53"}
     assert summary["last_month"]["period"] == "2026-03"
     assert summary["previous_month"]["period"] == "2026-02"
