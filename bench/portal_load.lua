@@ -35,8 +35,9 @@ function init(args)
    math.randomseed(os.time() * 1000 + (thread_no or 0))
 end
 
+-- capped below uvicorn's keep-alive (5 s): a longer pause would find the connection closed
 function delay()
-   return math.floor(-math.log(1 - math.random()) * think_ms)
+   return math.min(math.floor(-math.log(1 - math.random()) * think_ms), 4 * think_ms, 4500)
 end
 
 function request()
