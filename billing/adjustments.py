@@ -149,7 +149,7 @@ FROM rebill_queue q
 JOIN contracts c ON c.metering_point_id = q.metering_point_id AND c.service = q.service
      AND c.valid_from < (to_date(q.period, 'YYYY-MM') + INTERVAL '1 month')::date
      AND (c.valid_to IS NULL OR c.valid_to >= to_date(q.period, 'YYYY-MM'))
-WHERE q.period < %s AND EXISTS (
+WHERE q.period = ANY(%s) AND EXISTS (
     SELECT 1 FROM invoices i WHERE i.customer_id = c.customer_id AND i.period = q.period
       AND i.kind = 'invoice' AND {_OPEN})
 """
@@ -222,8 +222,17 @@ def fee_codes(catalog: Catalog, tariff_codes: Iterable[str], first: date, end: d
 def find_corrections(ctx: CloseContext, candidates: Sequence[str]) -> list[Correction]:
     """Every queued period of earlier months that is ready, for customers the close may
     invoice (candidates, or without a contract and without an invoice for the period)."""
+    # the queued periods are locked like a close of them (latest first, after the close's
+    # own): a batch writing their days waits, so no change slips between re-rating a
+    # period and settling its queue entry
+    periods = [r[0] for r in ctx.conn.execute(
+        "SELECT DISTINCT period FROM rebill_queue WHERE period < %s ORDER BY 1 DESC",
+        (ctx.period,))]
+    for period in periods:
+        ctx.conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))",
+                         (f"billing.close:{period}",))
     owners: dict[tuple[str, str], set[tuple[str, str]]] = defaultdict(set)
-    for mp, service, period, customer, incomplete in ctx.conn.execute(_QUEUE, (ctx.period,)):
+    for mp, service, period, customer, incomplete in ctx.conn.execute(_QUEUE, (periods,)):
         if not incomplete:  # an estimate not yet covered by reads waits in the queue
             owners[(customer, period)].add((mp, service))
     if not owners:
@@ -337,6 +346,11 @@ def _total_with(ctx: CloseContext, customer: str, lines: list[InvoiceLine]) -> i
 def link_adjustments(ctx: CloseContext, written: Sequence[WrittenInvoice]) -> None:
     """After-write step: the invoice number of every adjustment billed; the queue entries
     they settle are done unless an owner left out still waits for its line."""
+    row = ctx.conn.execute("SELECT EXISTS (SELECT 1 FROM rebill_adjustments"
+                           " WHERE billed_in = %s AND invoice_number IS NULL)",
+                           (ctx.period,)).fetchone()
+    if not (row and row[0]):
+        return
     ctx.conn.execute(
         """UPDATE rebill_adjustments a SET invoice_number = w.number
            FROM unnest(%s::text[], %s::text[]) AS w(number, customer_id)

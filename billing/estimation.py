@@ -303,6 +303,9 @@ def estimate_lines(ctx: CloseContext, customer_ids: Sequence[str],
 def link_estimates(ctx: CloseContext, written: Sequence[WrittenInvoice]) -> None:
     """After-write step: the invoice number of every estimate of the invoiced customers;
     the estimates of customers left out are dropped (a later run estimates again)."""
+    if not _exists(ctx.conn, "SELECT EXISTS (SELECT 1 FROM consumption_estimates"
+                             " WHERE period = %s AND invoice_number IS NULL)", ctx.period):
+        return
     ctx.conn.execute(
         """UPDATE consumption_estimates e SET invoice_number = w.number
            FROM unnest(%s::text[], %s::text[]) AS w(number, customer_id)
@@ -311,6 +314,11 @@ def link_estimates(ctx: CloseContext, written: Sequence[WrittenInvoice]) -> None
         ([w.invoice_number for w in written], [w.customer_id for w in written], ctx.period))
     ctx.conn.execute("DELETE FROM consumption_estimates WHERE period = %s"
                      " AND invoice_number IS NULL", (ctx.period,))
+
+
+def _exists(conn: psycopg.Connection, query: str, *args: object) -> bool:
+    row = conn.execute(query, args).fetchone()
+    return bool(row and row[0])
 
 
 def _ts(epoch: int) -> str:

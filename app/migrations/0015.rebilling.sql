@@ -25,6 +25,9 @@ CREATE TABLE consumption_estimates (
 );
 CREATE INDEX consumption_estimates_place ON consumption_estimates
     (metering_point_id, service, period);
+-- estimates of the close being written (linked to their invoices by its after-write step)
+CREATE INDEX consumption_estimates_unlinked ON consumption_estimates (period)
+    WHERE invoice_number IS NULL;
 
 -- (metering point, service, period) of an invoiced period whose data changed since, or
 -- whose tariff was corrected: the next close of the customer bills the difference.
@@ -59,6 +62,8 @@ CREATE TABLE rebill_adjustments (
     CHECK (target_period < billed_in)
 );
 CREATE INDEX rebill_adjustments_target ON rebill_adjustments (customer_id, target_period);
+CREATE INDEX rebill_adjustments_unlinked ON rebill_adjustments (billed_in)
+    WHERE invoice_number IS NULL;
 
 -- A corrected tariff version for a closed date range. The original tariff_versions rows
 -- stay as they were (the original invoices were made with them); re-rating a period in
@@ -82,13 +87,15 @@ CREATE INDEX invoices_period ON invoices (period);
 -- period). Statement level with a transition table, so a batch costs one statement; a
 -- period without any invoice (the month being streamed) costs one index probe. The shared
 -- advisory lock pairs with the close's exclusive lock of the same period: a batch that
--- writes days of a period being closed waits for the close, then sees its invoices.
+-- writes days of a period being closed (or being re-rated by a later close) waits for that
+-- close, then sees its invoices and queue. Locks are taken latest period first, like the
+-- close, so the two never wait on each other in a circle.
 CREATE FUNCTION queue_rebill_of_changed() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
     p  text;
     invoiced  text[] := '{}';
 BEGIN
-    FOR p IN SELECT DISTINCT to_char(local_day, 'YYYY-MM') FROM changed LOOP
+    FOR p IN SELECT DISTINCT to_char(local_day, 'YYYY-MM') FROM changed ORDER BY 1 DESC LOOP
         PERFORM pg_advisory_xact_lock_shared(hashtextextended('billing.close:' || p, 0));
         IF EXISTS (SELECT 1 FROM invoices WHERE period = p) THEN
             invoiced := invoiced || p;
