@@ -232,7 +232,8 @@ def entry_for_credit_move(
     counter = counter_account or chart.roles["receivables"]
     with_customer = customer_id if counter == chart.roles["receivables"] else None
     credit = chart.roles["customer_credit"]
-    lines = (*_debit(counter, amount_fen, with_customer), *_credit(credit, amount_fen, customer_id))
+    lines = [*_debit(counter, amount_fen, with_customer), *_credit(credit, amount_fen, customer_id)]
+    lines.sort(key=lambda ln: ln.debit_fen == 0)  # the debit first
     return EntryDraft("adjustment", f"AVANS-{move_id}", on, description[:200], tuple(lines))
 
 
