@@ -1,5 +1,5 @@
 """`billing` subcommands of the money side: collections, aging, letters, bank statements,
-ledger reports, invoice PDFs."""
+ledger reports, invoice PDFs, payment reversals and refunds, close preview, interest policy."""
 
 from __future__ import annotations
 
@@ -163,6 +163,95 @@ def cmd_operator_create(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_reverse_payment(settings: Settings, args: argparse.Namespace) -> int:
+    """Reverse a wrongly matched payment; re-match it or send it back to the queue."""
+    from billing import BillingError
+    from billing.payment_corrections import reverse_payment
+
+    on = date.fromisoformat(args.on) if args.on else today_local()
+    try:
+        with one_connection(settings) as conn, conn.transaction():
+            r = reverse_payment(conn, args.payment_id, reason=args.reason, on=on,
+                                operator=args.operator, rematch_to=args.rematch_to)
+    except BillingError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    where = (f"recorded for {r.rematched_to} as {r.rematched_id}" if r.rematched_id
+             else f"queued as unmatched {r.queued_id}")
+    print(f"payment {r.payment_id} of {r.customer_id} reversed by {r.reversal_id}; {where}")
+    return 0
+
+
+def cmd_refund_credit(settings: Settings, args: argparse.Namespace) -> int:
+    from billing import BillingError
+    from billing.payment_corrections import refund_credit
+    from rating.money import parse_amount_fen
+
+    on = date.fromisoformat(args.on) if args.on else today_local()
+    try:
+        amount = parse_amount_fen(args.amount)
+        with one_connection(settings) as conn, conn.transaction():
+            refund_id = refund_credit(conn, args.customer_id, amount, reason=args.reason,
+                                      on=on, operator=args.operator)
+    except BillingError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except ValueError as exc:
+        print(f"error: amount: {exc}", file=sys.stderr)
+        return 2
+    print(f"refund {refund_id}: {args.amount} KM to customer {args.customer_id}")
+    return 0
+
+
+def cmd_close_preview(settings: Settings, args: argparse.Namespace) -> int:
+    """What the close of a period would invoice now, without writing anything."""
+    from billing import BillingError
+    from billing.close_preview import preview_close_report
+    from rating.money import format_km
+
+    issued_on = date.fromisoformat(args.issued_on) if args.issued_on else today_local()
+    try:
+        with one_connection(settings) as conn:
+            p = preview_close_report(conn, args.period, issued_on=issued_on,
+                                     payment_days=settings.payment_days)
+    except BillingError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"preview {p.period}, issued {p.issued_on}, due {p.due_on}: {len(p.invoices)}"
+          f" invoices, total {format_km(p.total_fen)} KM; {p.invoices_existing} already issued;"
+          f" {len(p.skipped)} skipped")
+    if args.verbose:
+        for d in p.invoices:
+            print(f"  {d.draft.customer_id:<12}{format_km(d.draft.total_fen):>12}"
+                  f"  credit {format_km(d.credit_applied_fen):>10}  to pay"
+                  f" {format_km(d.to_pay_fen):>10}")
+    for customer, why in p.skipped.items():
+        print(f"  skipped {customer}: {why}")
+    return 0
+
+
+def cmd_interest_policy(settings: Settings, args: argparse.Namespace) -> int:
+    """Show or set whether the close charges late-payment interest on the next invoice."""
+    from billing import BillingError
+    from billing.interest_charges import load_policy, set_policy
+    from rating.money import format_km, parse_amount_fen
+
+    try:
+        with one_connection(settings) as conn, conn.transaction():
+            if args.set is not None:
+                current = load_policy(conn)
+                minimum = (parse_amount_fen(args.minimum) if args.minimum is not None
+                           else current.min_charge_fen)
+                set_policy(conn, on_invoice=args.set == "on", min_charge_fen=minimum)
+            policy = load_policy(conn)
+    except (BillingError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"interest on invoices: {'on' if policy.on_invoice else 'off'},"
+          f" minimum {format_km(policy.min_charge_fen)} KM")
+    return 0
+
+
 def add_money_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     col = sub.add_parser("collections", help="daily collections run: reminders → court")
     col.add_argument("--date", help="YYYY-MM-DD (default: today)")
@@ -199,3 +288,26 @@ def add_money_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser])
     op.add_argument("username")
     op.add_argument("--roles", required=True, help="comma-separated, e.g. billing,legal")
     op.set_defaults(func=cmd_operator_create)
+    rev = sub.add_parser("reverse-payment", help="reverse a wrongly matched payment")
+    rev.add_argument("payment_id")
+    rev.add_argument("--reason", required=True)
+    rev.add_argument("--operator", required=True)
+    rev.add_argument("--on", help="YYYY-MM-DD (default: today)")
+    rev.add_argument("--rematch-to", help="the right customer (default: back to the queue)")
+    rev.set_defaults(func=cmd_reverse_payment)
+    ref = sub.add_parser("refund-credit", help="pay back a customer's credit")
+    ref.add_argument("customer_id")
+    ref.add_argument("amount", help="KM, e.g. 12.50")
+    ref.add_argument("--reason", required=True)
+    ref.add_argument("--operator")
+    ref.add_argument("--on", help="YYYY-MM-DD (default: today)")
+    ref.set_defaults(func=cmd_refund_credit)
+    prev = sub.add_parser("close-preview", help="what the close would invoice (writes nothing)")
+    prev.add_argument("period", help="YYYY-MM")
+    prev.add_argument("--issued-on", help="YYYY-MM-DD (default: today)")
+    prev.add_argument("-v", "--verbose", action="store_true", help="one line per invoice")
+    prev.set_defaults(func=cmd_close_preview)
+    pol = sub.add_parser("interest-policy", help="late-payment interest on invoices: show/set")
+    pol.add_argument("--set", choices=["on", "off"])
+    pol.add_argument("--minimum", help="KM below which interest waits for a later invoice")
+    pol.set_defaults(func=cmd_interest_policy)

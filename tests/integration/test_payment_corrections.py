@@ -211,3 +211,31 @@ def test_api_reversal_refund_and_credit(client: TestClient) -> None:
         "payment_id": "nope", "reason": "x"}).status_code == 404
     assert client.get("/api/v1/billing/customers/999999/credit", headers=billing
                       ).status_code == 404
+
+
+# ---- command line -----------------------------------------------------------------------
+
+
+def test_cli_commands(db_url: str, conn: psycopg.Connection, monkeypatch: pytest.MonkeyPatch,
+                      capsys: pytest.CaptureFixture[str]) -> None:
+    from app.cli import main
+
+    pay(conn, "P1", "100.00", "100001")
+    conn.commit()
+    monkeypatch.setenv("BILLING_DATABASE_URL", db_url)
+    assert main(["refund-credit", "100001", "5.00", "--reason", "povrat", "--on",
+                 "2026-04-20"]) == 0
+    assert "refund POVRAT/100001/1: 5.00 KM" in capsys.readouterr().out
+    assert main(["reverse-payment", "P1", "--reason", "pogrešan kupac", "--operator", "bojan",
+                 "--on", "2026-04-20", "--rematch-to", "200001"]) == 0
+    assert "reversed by STORNO/P1; recorded for 200001 as PREKNJ/P1" in capsys.readouterr().out
+    assert main(["refund-credit", "100001", "5.00", "--reason", "x"]) == 2
+    assert "exceeds" in capsys.readouterr().err
+    assert main(["interest-policy", "--set", "off", "--minimum", "1.00"]) == 0
+    assert "interest on invoices: off, minimum 1.00 KM" in capsys.readouterr().out
+    assert main(["close-preview", "2026-04", "--issued-on", "2026-05-01", "-v"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("preview 2026-04, issued 2026-05-01, due 2026-05-16: 3 invoices")
+    assert "200001" in out and "credit" in out
+    assert conn.execute("SELECT count(*) FROM invoices WHERE period = '2026-04'"
+                        ).fetchone() == (0,)
