@@ -10,9 +10,11 @@ than the benchmark itself and measures something else (bench.pipeline_throughput
 The shape follows app.demo_data: 12 % businesses, every account has electricity (VT/MT),
 water and waste contracts on one metering point.
 
-Each run closes the month inside a transaction that is rolled back afterwards (invoices and
-journal entries are immutable, so they cannot be deleted), then VACUUMs, so every run
-starts from the same state.
+The seeded database is the template of one fresh copy per run (invoices and journal entries
+are immutable, so they cannot be deleted between runs). Each run warms the cache with the
+aggregate, times it again, then closes and COMMITs: the journal's balance check is deferred
+to commit, so a close that is rolled back would not pay for it. The close's time includes
+the commit; the wall time of each step of the close is printed per run.
 """
 
 from __future__ import annotations
@@ -21,16 +23,24 @@ import argparse
 import cProfile
 import io
 import json
+import os
 import pstats
 import statistics
 import time
+from collections import defaultdict
+from collections.abc import Callable
 from datetime import date, timedelta
 from pathlib import Path
+from types import ModuleType
+from typing import Any
 
 import numpy as np
 import psycopg
+from psycopg import sql
 
+from app.database import with_database
 from bench.common import REPO, fresh_database
+from billing import closer
 from billing.closer import close_period
 from rating.calendar import month_bounds
 
@@ -46,6 +56,23 @@ JOIN contracts c ON c.metering_point_id = d.metering_point_id AND c.service = d.
 WHERE d.local_day >= %s AND d.local_day < %s
 GROUP BY 1, 2
 """
+
+
+def proc_cpu(pid: int) -> float:
+    """CPU seconds (user + system) of a local process; nan if it cannot be read."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(stat[11]) + int(stat[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(conn: psycopg.Connection) -> float:
+    """CPU seconds used so far by this process plus the connection's PostgreSQL backend
+    (Linux /proc, local server; nan elsewhere). Parallel query workers, autovacuum and the
+    WAL writer are not counted."""
+    t = os.times()
+    return t.user + t.system + proc_cpu(conn.info.backend_pid)
 
 
 def _copy_text(conn: psycopg.Connection, table: str, columns: str, lines: list[str]) -> None:
@@ -126,10 +153,102 @@ def seed(conn: psycopg.Connection, customers: int, period: str = PERIOD, seed: i
         admin.execute("VACUUM ANALYZE")
 
 
-def _vacuum(url: str) -> None:
-    with psycopg.connect(url, autocommit=True) as admin:
-        admin.execute("VACUUM ANALYZE invoices, invoice_lines, invoice_vat, invoice_counters,"
-                      " journal_entries, journal_lines, journal_counters")
+Targets = list[tuple[ModuleType, tuple[str, ...]]]
+
+
+class StepTimer:
+    """Wall and CPU time per step, by wrapping module-level functions for the duration of a
+    block (`targets`: module and function names; "default_after_write" times each step it
+    lists). CPU is this process plus `backend_pid`'s PostgreSQL backend; for `hot` steps
+    (called per invoice) only this process, since reading /proc per call would cost more
+    than the step."""
+
+    def __init__(self, targets: Targets, backend_pid: int | None = None,
+                 hot: tuple[str, ...] = ("compute_invoice", "with_extra_lines", "_decode")
+                 ) -> None:
+        self.seconds: dict[str, float] = defaultdict(float)
+        self.cpu: dict[str, float] = defaultdict(float)
+        self._targets = targets
+        self._pid = backend_pid
+        self._hot = hot
+        self._saved: list[tuple[ModuleType, str, Any]] = []
+
+    def _cpu(self, with_backend: bool) -> float:
+        t = os.times()
+        return t.user + t.system + (proc_cpu(self._pid) if with_backend and self._pid else 0.0)
+
+    def _timed(self, name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+        backend = name not in self._hot
+
+        def run(*a: Any, **kw: Any) -> Any:
+            t, c = time.perf_counter(), self._cpu(backend)
+            try:
+                return fn(*a, **kw)
+            finally:
+                self.seconds[name] += time.perf_counter() - t
+                self.cpu[name] += self._cpu(backend) - c
+        return run
+
+    def __enter__(self) -> StepTimer:
+        for module, names in self._targets:
+            for name in names:
+                fn = getattr(module, name, None)
+                if fn is None:
+                    continue
+                self._saved.append((module, name, fn))
+                if name == "default_after_write":
+                    setattr(module, name, lambda fn=fn: [
+                        self._timed(f"after_write:{s.__name__}", s) for s in fn()])
+                else:
+                    setattr(module, name, self._timed(name, fn))
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        for module, name, fn in reversed(self._saved):
+            setattr(module, name, fn)
+
+    def summary(self) -> str:
+        """'step wall/CPU' in seconds, biggest CPU first."""
+        return ", ".join(f"{k.lstrip('_')} {self.seconds[k]:.2f}/{v:.2f}"
+                         for k, v in sorted(self.cpu.items(), key=lambda kv: -kv[1]))
+
+
+CLOSE_STEPS: Targets = [(closer, (
+    "_load_contracts", "_overlapping", "_price_breaks", "_load_consumption", "_extra_lines",
+    "compute_invoice", "with_extra_lines", "_write", "post_invoices", "_scalar",
+    "default_after_write"))]
+
+
+def _run(admin: str, template: str, customers: int, issued_on: date, phases: bool
+         ) -> tuple[float, float, float, float, str]:
+    """One run on a fresh copy of the seeded database: wall s of the aggregate and the
+    close, their CPU s (bench + backend) and the close's steps. The
+    connection is idle, so the close's transaction is a real one and its time includes the
+    commit with the checks deferred to it (journal balance)."""
+    name = f"{template}_run"
+    with psycopg.connect(admin, autocommit=True) as c:
+        c.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
+            sql.Identifier(name), sql.Identifier(template)))
+    try:
+        with psycopg.connect(with_database(admin, name)) as conn:
+            first, end = month_bounds(PERIOD)
+            conn.execute(AGGREGATE, (first, end)).fetchall()  # warm the cache
+            conn.rollback()
+            t, cpu = time.perf_counter(), cpu_seconds(conn)
+            conn.execute(AGGREGATE, (first, end)).fetchall()
+            aggregate, agg_cpu = time.perf_counter() - t, cpu_seconds(conn) - cpu
+            conn.rollback()
+            with StepTimer(CLOSE_STEPS, conn.info.backend_pid) as ph:
+                t, cpu = time.perf_counter(), cpu_seconds(conn)
+                res = close_period(conn, PERIOD, issued_on=issued_on)
+                closed, close_cpu = time.perf_counter() - t, cpu_seconds(conn) - cpu
+            assert res.invoices_created == customers, (res.invoices_created, res.skipped)
+            rest = (closed - sum(ph.seconds.values()), close_cpu - sum(ph.cpu.values()))
+            steps = f"{ph.summary()}, rest incl. commit {rest[0]:.2f}/{rest[1]:.2f}"
+            return aggregate, closed, agg_cpu, close_cpu, steps if phases else ""
+    finally:
+        with psycopg.connect(admin, autocommit=True) as c:
+            c.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
 def main() -> None:
@@ -138,47 +257,51 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--profile", help="write a cProfile of one more close to this file")
     args = ap.parse_args()
-    first, end = month_bounds(PERIOD)
-    issued_on = end + timedelta(days=1)
-    with fresh_database() as url, psycopg.connect(url) as conn:
-        t = time.perf_counter()
-        seed(conn, args.customers)
-        seeded = time.perf_counter() - t
-        rows = conn.execute("SELECT count(*) FROM daily_consumption").fetchone()
+    issued_on = month_bounds(PERIOD)[1] + timedelta(days=1)
+    aggregate: list[float] = []
+    closes: list[float] = []
+    cpus: list[tuple[float, float]] = []
+    with fresh_database() as url:
+        with psycopg.connect(url) as conn:
+            t = time.perf_counter()
+            seed(conn, args.customers)
+            seeded = time.perf_counter() - t
+            rows = conn.execute("SELECT count(*) FROM daily_consumption").fetchone()
         print(f"seeded {args.customers:,} accounts, {rows[0] if rows else 0:,} daily rows"
-              f" in {seeded:.1f} s")
-        aggregate, closes = [], []
+              f" in {seeded:.1f} s", flush=True)
+        admin = with_database(url, "postgres")
+        template = str(psycopg.conninfo.conninfo_to_dict(url)["dbname"])
         for run in range(args.runs):
-            t = time.perf_counter()
-            n_rows = len(conn.execute(AGGREGATE, (first, end)).fetchall())
-            aggregate.append(time.perf_counter() - t)
-            # the aggregate left a transaction open: close_period's own becomes a savepoint
-            # inside it, and the rollback below undoes the close
-            t = time.perf_counter()
-            res = close_period(conn, PERIOD, issued_on=issued_on)
-            closes.append(time.perf_counter() - t)
-            conn.rollback()
-            _vacuum(url)
-            assert res.invoices_created == args.customers, (res.invoices_created, res.skipped)
-            print(f"run {run + 1}: aggregate {aggregate[-1]:.2f} s ({n_rows:,} rows),"
-                  f" close {closes[-1]:.2f} s", flush=True)
+            agg, close, agg_cpu, close_cpu, steps = _run(admin, template, args.customers,
+                                                          issued_on, True)
+            aggregate.append(agg)
+            closes.append(close)
+            cpus.append((agg_cpu, close_cpu))
+            print(f"run {run + 1}: aggregate {agg:.2f} s (CPU {agg_cpu:.2f} s), close"
+                  f" {close:.2f} s (CPU {close_cpu:.2f} s); steps (wall/CPU s): {steps}",
+                  flush=True)
         if args.profile:
-            _profile(conn, issued_on, args.profile)
+            _profile(url, issued_on, args.profile)
     agg, close = statistics.median(aggregate), statistics.median(closes)
     print(f"plain aggregate over {PERIOD}: median {agg:.2f} s"
           f" (runs: {', '.join(f'{v:.2f}' for v in aggregate)})")
-    print(f"close of {PERIOD} ({args.customers:,} invoices): median {close:.2f} s"
+    print(f"close of {PERIOD} ({args.customers:,} invoices) incl. commit: median {close:.2f} s"
           f" (runs: {', '.join(f'{v:.2f}' for v in closes)})")
-    print(f"close / aggregate: {close / agg:.1f}×; invoices/s: {args.customers / close:,.0f}")
+    agg_cpu = statistics.median(c[0] for c in cpus)
+    close_cpu = statistics.median(c[1] for c in cpus)
+    print(f"close / aggregate: {close / agg:.1f}× wall; CPU (bench + backend) median"
+          f" {close_cpu:.2f} s / {agg_cpu:.2f} s = {close_cpu / agg_cpu:.1f}×;"
+          f" invoices/s: {args.customers / close:,.0f}")
 
 
-def _profile(conn: psycopg.Connection, issued_on: date, out: str) -> None:
-    conn.execute("SELECT 1")  # an outer transaction to roll back (see main)
-    prof = cProfile.Profile()
-    prof.enable()
-    close_period(conn, PERIOD, issued_on=issued_on)
-    prof.disable()
-    conn.rollback()
+def _profile(url: str, issued_on: date, out: str) -> None:
+    with psycopg.connect(url) as conn:
+        conn.execute("SELECT 1")  # an outer transaction: the close's own is a savepoint
+        prof = cProfile.Profile()
+        prof.enable()
+        close_period(conn, PERIOD, issued_on=issued_on)
+        prof.disable()
+        conn.rollback()
     prof.dump_stats(out)
     text = io.StringIO()
     pstats.Stats(prof, stream=text).sort_stats("cumulative").print_stats(35)

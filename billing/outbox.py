@@ -39,30 +39,42 @@ def _day(col: str) -> str:
     return f"to_char({col}, 'YYYY-MM-DD')"
 
 
+def _text(col: str) -> str:
+    """A JSON string (escaped) or null, as text."""
+    return f"coalesce(to_json({col})::text, 'null')"
+
+
+# The invoice's JSON is concatenated as text and parsed into jsonb once: building it with
+# jsonb_build_object (12 keys a line) cost a third more CPU, for the same document.
+_LINE_JSON = (
+    "concat('{\"line_no\":', line_no, ',\"service\":', to_json(service),"
+    f" ',\"metering_point_id\":', {_text('metering_point_id')},"
+    " ',\"component\":', to_json(component),"
+    f" ',\"register\":', {_text('register')}, ',\"description\":', to_json(description),"
+    f" ',\"quantity\":\"', {_quantity('quantity_milli')}, '\",\"unit\":', to_json(unit),"
+    f" ',\"unit_price\":\"', {_price('unit_price_micro')},"
+    f" '\",\"amount\":\"', {_km('amount_fen')}, '\",\"vat_rate\":\"', vat_rate, '\"}}')"
+)
+
 _INVOICE_EVENTS = f"""
 INSERT INTO outbox_events (topic, key, payload)
-SELECT %(topic)s, i.customer_id, jsonb_build_object(
-    'number', i.invoice_number, 'customer_id', i.customer_id, 'period', i.period,
-    'issued_on', {_day("i.issued_on")}, 'due_on', {_day("i.due_on")}, 'currency', 'BAM',
-    'net', {_km("i.net_fen")}, 'vat', {_km("i.vat_fen")}, 'total', {_km("i.total_fen")},
-    'payment_reference', i.payment_reference, 'lines', l.lines,
-    'vat_breakdown', coalesce(v.rows, '[]'::jsonb))
+SELECT %(topic)s, i.customer_id, concat(
+    '{{"number":', to_json(i.invoice_number), ',"customer_id":', to_json(i.customer_id),
+    ',"period":', to_json(i.period), ',"issued_on":"', {_day("i.issued_on")},
+    '","due_on":"', {_day("i.due_on")}, '","currency":"BAM","net":"', {_km("i.net_fen")},
+    '","vat":"', {_km("i.vat_fen")}, '","total":"', {_km("i.total_fen")},
+    '","payment_reference":', to_json(i.payment_reference), ',"lines":[', l.lines,
+    '],"vat_breakdown":[', coalesce(v.rows, ''), ']}}')::jsonb
 FROM invoices i
-JOIN (SELECT invoice_number, jsonb_agg(jsonb_build_object(
-          'line_no', line_no, 'service', service, 'metering_point_id', metering_point_id,
-          'component', component, 'register', register, 'description', description,
-          'quantity', {_quantity("quantity_milli")}, 'unit', unit,
-          'unit_price', {_price("unit_price_micro")}, 'amount', {_km("amount_fen")},
-          'vat_rate', vat_rate::text) ORDER BY line_no) AS lines
+JOIN (SELECT invoice_number, string_agg({_LINE_JSON}, ',' ORDER BY line_no) AS lines
       FROM invoice_lines WHERE invoice_number = ANY(%(numbers)s) GROUP BY invoice_number
      ) l USING (invoice_number)
-LEFT JOIN (SELECT invoice_number, jsonb_agg(jsonb_build_object(
-               'vat_rate', vat_rate::text, 'base', {_km("base_fen")}, 'vat', {_km("vat_fen")})
-               ORDER BY vat_rate) AS rows
+LEFT JOIN (SELECT invoice_number, string_agg(concat(
+               '{{"vat_rate":"', vat_rate, '","base":"', {_km("base_fen")},
+               '","vat":"', {_km("vat_fen")}, '"}}'), ',' ORDER BY vat_rate) AS rows
            FROM invoice_vat WHERE invoice_number = ANY(%(numbers)s) GROUP BY invoice_number
           ) v USING (invoice_number)
 WHERE i.invoice_number = ANY(%(numbers)s)
-ORDER BY i.invoice_number
 """
 
 _PAYMENT_EVENTS = f"""
