@@ -62,6 +62,10 @@ def load_readings(
                 if reason.startswith("unknown meter") and isinstance(meter, str):
                     reason = report.parent_reason("meters", "meter_id", meter, "meter")
                 report.reject("readings", i, _read_key(records[i]), reason)
+            elif outcome.status == "quarantined":
+                # kept, not billed: an operator releases it once the clock has caught up
+                why = f"quarantined ({outcome.reason}); see GET /api/v1/ops/quarantine"
+                report.reject("readings", i, _read_key(records[i]), why)
             else:
                 report.count("readings", _OUTCOME[outcome.status])
 

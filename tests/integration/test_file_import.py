@@ -362,3 +362,16 @@ def test_whole_file_is_one_transaction(conn: psycopg.Connection) -> None:
     import_document(conn, doc, now=NOW)
     conn.rollback()
     assert conn.execute("SELECT count(*) FROM customers").fetchone() == (0,)
+
+
+def test_reads_from_the_future_are_quarantined_not_lost(conn: psycopg.Connection) -> None:
+    # imported at noon on 31 March: the six reads of 1 April 00:00 are ahead of the clock
+    noon = int(datetime(2026, 3, 31, 10, tzinfo=UTC).timestamp())
+    report = import_document(conn, example(), now=noon)
+    assert report.sections["readings"].created == 186
+    held = reasons(report, "readings")
+    assert len(held) == 6
+    assert all(r.startswith("quarantined (") and "/api/v1/ops/quarantine" in r
+               for r in held.values())
+    row = conn.execute("SELECT count(*) FROM quarantined_reads").fetchone()
+    assert row is not None and row[0] == 6
