@@ -192,7 +192,11 @@ def reissue_invoice(
         breaks = closer._price_breaks(catalog, {customer_id: contracts}, first, end)
         consumption = [DailyConsumption(*rest) for _, *rest in
                        conn.execute(_CONSUMPTION, {**args, "breaks": breaks})]
-        draft = compute_invoice(customer_id, period, contracts, consumption, catalog)
+        # the month's maximum demand (billing power); period "" = not filtered by invoices
+        demand = closer._load_demand(conn, {**args, "period": ""}, catalog,
+                                     {customer_id: contracts}, first, end, [customer_id])
+        draft = compute_invoice(customer_id, period, contracts, consumption, catalog,
+                                demand.get(customer_id, []))
         if not draft.lines:
             raise BillingError(f"customer_id: nothing to invoice for {customer_id} in {period}")
         if last_seq + 1 > MAX_SEQ:

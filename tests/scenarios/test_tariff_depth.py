@@ -244,3 +244,24 @@ def test_rate_check_agrees_with_the_close(conn: psycopg.Connection) -> None:
     assert "maximum demand: 1.6.0 = 42.400 kW" in text
     assert "42.400 kW × 9.50 × 31/31 = 402.80 → 402.80" in text
     assert "3.8.0 = 5000.000 kvarh" in text
+
+
+def test_reissued_invoice_keeps_the_billing_power(conn: psycopg.Connection) -> None:
+    # a credit note and a new invoice for the 10 kV customer: the same lines, billing power
+    # from the month's 1.6.0 maximum included
+    from billing.credit_notes import issue_credit_note, reissue_invoice
+
+    close_period(conn, "2026-03", issued_on=date(2026, 4, 2), **ALONE)
+    before = invoice(conn, "200010", "2026-03")
+    number = conn.execute("SELECT invoice_number FROM invoices WHERE customer_id = '200010'"
+                          " AND period = '2026-03'").fetchone()
+    assert number is not None
+    issue_credit_note(conn, number[0], issued_on=date(2026, 4, 10), reason="test",
+                      operator="test")
+    new = reissue_invoice(conn, "200010", "2026-03", issued_on=date(2026, 4, 10))
+    lines = conn.execute(
+        "SELECT component, register, quantity_milli, unit, unit_price_micro, amount_fen,"
+        " vat_rate FROM invoice_lines WHERE invoice_number = %s ORDER BY line_no",
+        (new,)).fetchall()
+    assert lines == before[0]
+    assert any(line[3] == "kW" for line in lines)
