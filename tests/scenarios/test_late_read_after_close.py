@@ -5,7 +5,7 @@ it was (real PostgreSQL, clock pinned by the issue dates)."""
 from __future__ import annotations
 
 import threading
-from datetime import date
+from datetime import UTC, date, datetime
 from typing import Any
 
 import psycopg
@@ -173,3 +173,26 @@ def test_a_change_while_its_period_is_rebilled_waits_and_is_not_lost(db_url: str
         assert [(c[2], c[3]) for c in corrections(a, "100001", "2026-04")] == [(1000, 16)]
         # 215.345 kWh × 0.1578 = 33.98 in all, of which 33.51 + 0.16 were billed: 0.31
         assert [(c[2], c[3]) for c in corrections(a, "100001", "2026-05")] == [(2000, 31)]
+
+
+def test_a_read_edit_of_a_closed_month_is_billed_on_the_next_invoice(
+    conn: psycopg.Connection,
+) -> None:
+    """End to end with the operator's read edit (stream.read_edits): the 1 April read of
+    E1 1.8.1 was 10 kWh too high; March is invoiced, so April's invoice credits 10 kWh."""
+    from stream.read_edits import apply_read_edit
+
+    push(conn, MARCH_READS)
+    close(conn, "2026-03", date(2026, 4, 1))
+    march = invoice_rows(conn)
+    read_at = int(datetime.fromisoformat("2026-04-01T00:00:00+02:00").timestamp())
+    result = apply_read_edit(conn, meter_id="E1", register="1.8.1", read_at=read_at,
+                             value="1202.345", reason="pogrešno očitanje", edited_by="ana",
+                             now=datetime(2026, 4, 20, tzinfo=UTC))
+    assert result.changed and result.invoiced_periods == ["2026-03"]
+    assert conn.execute("SELECT metering_point_id, period FROM rebill_queue").fetchall() == [
+        ("MP1", "2026-03")]
+    close(conn, "2026-04", date(2026, 5, 1))
+    assert [(c[0], c[2], c[3]) for c in corrections(conn, "100001", "2026-04")] == [
+        ("korekcija:energy_vt_higher", -10_000, -158)]  # 202.345 × 0.1578 = 31.93 − 33.51
+    assert invoice_rows(conn)[:len(march)] == march
