@@ -64,5 +64,6 @@ def test_small_demo_imports_cleanly_and_closes(conn: psycopg.Connection) -> None
         "SELECT DISTINCT service FROM invoice_lines l JOIN invoices i USING (invoice_number)"
         " WHERE i.customer_id = '100001'"
     ).fetchall()
-    assert sorted(r[0] for r in lines) == ["electricity", "waste", "water"]
+    # no payments between the closes: later invoices carry late-payment interest (#5)
+    assert sorted(r[0] for r in lines) == ["electricity", "interest", "waste", "water"]
     assert date.fromisoformat(doc["contracts"][0]["valid_from"]) == date(2026, 1, 1)
