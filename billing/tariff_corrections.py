@@ -96,11 +96,13 @@ def record_correction(
         raise BillingError("document: a tariff document (JSON object) is required")
     doc = {**document, "tariff_code": tariff_code, "valid_from": valid_from.isoformat()}
     try:
-        version = parse_tariff(doc)
         original = load_catalog(conn).version_on(tariff_code, valid_from)
     except RatingError as exc:
-        raise BillingError(f"document: {exc}" if "tariff" not in str(exc)
-                           else f"tariff_code: {exc}") from exc
+        raise BillingError(f"tariff_code: {exc}") from exc
+    try:
+        version = parse_tariff(doc)
+    except RatingError as exc:
+        raise BillingError(f"document.{exc}") from exc
     if version.service != original.service:
         raise BillingError(f"document.service: {tariff_code} is a {original.service} tariff,"
                            f" got {version.service}")
