@@ -18,6 +18,7 @@ without 36,000 argon2 hashes) and hands wrk the plain tokens.
 from __future__ import annotations
 
 import argparse
+import fcntl
 import os
 import re
 import shutil
@@ -37,7 +38,7 @@ from psycopg import sql
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script too
 
-from fastapi import FastAPI  # noqa: E402
+from starlette.types import ASGIApp, Receive, Scope, Send  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 DATA = REPO / "var" / "bench_portal"
@@ -51,16 +52,37 @@ CEILING = "/healthz"
 # ---- the API process -----------------------------------------------------------------
 
 
-def api_app() -> FastAPI:
+def api_app() -> ASGIApp:
     """uvicorn factory for the workers: the production wiring (``bootstrap`` then
-    ``create_app``, as ``app.roles.cmd_api`` does), settings from ``BILLING_*``."""
+    ``create_app``, as ``app.roles.cmd_api`` does), settings from ``BILLING_*``.
+
+    ``BENCH_API_THREADS`` (bench only, unset in production) resizes the worker's thread
+    pool for sync routes and dependencies (anyio's default is 40) before the first request.
+    """
     from api.main import create_app
     from app.bootstrap import bootstrap
     from app.settings import Settings
 
     settings = Settings()
     rt = bootstrap(settings)
-    return create_app(settings, rt.pool)
+    app = create_app(settings, rt.pool)
+    threads = int(os.environ.get("BENCH_API_THREADS") or 0)
+    return _ThreadPoolSize(app, threads) if threads > 0 else app
+
+
+class _ThreadPoolSize:
+    """Sets anyio's default thread limiter (it lives on the event loop) on the first call."""
+
+    def __init__(self, app: ASGIApp, threads: int) -> None:
+        self.app, self.threads, self.done = app, threads, False
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if not self.done:
+            import anyio.to_thread
+
+            anyio.to_thread.current_default_thread_limiter().total_tokens = self.threads
+            self.done = True
+        await self.app(scope, receive, send)
 
 
 def free_port() -> int:
@@ -69,9 +91,10 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start_api(url: str, workers: int, pool_size: int, port: int) -> subprocess.Popen[bytes]:
+def start_api(url: str, workers: int, pool_size: int, port: int,
+              threads: int = 0) -> subprocess.Popen[bytes]:
     env = {**os.environ, "BILLING_DATABASE_URL": url, "BILLING_POOL_SIZE": str(pool_size),
-           "PYTHONPATH": str(REPO)}
+           "PYTHONPATH": str(REPO), "BENCH_API_THREADS": str(threads)}
     cmd = [sys.executable, "-m", "uvicorn", "bench.portal_load:api_app", "--factory",
            "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers),
            "--log-level", "warning", "--no-access-log"]
@@ -180,7 +203,10 @@ def run_wrk(port: int, connections: int, duration: int, threads: int, path: str,
     if done.returncode != 0:
         raise SystemExit(f"wrk failed ({done.returncode}): {done.stderr or done.stdout}")
     result = parse_wrk(done.stdout)
-    if before is None or not result.requests:
+    if not result.requests:  # nothing answered within the run: a stall, not a fast run
+        inf = float("inf")
+        return replace(result, p50_ms=inf, p75_ms=inf, p90_ms=inf, p99_ms=inf)
+    if before is None:
         return result
     after = cpu_seconds(api_pid) if api_pid else before
     per = 1000 / result.requests
@@ -435,6 +461,8 @@ def main() -> None:
                     help="connections per worker (BILLING_POOL_SIZE; see docs/performance.md"
                     " for why not the default 8)")
     ap.add_argument("--threads", type=int, default=2, help="wrk threads")
+    ap.add_argument("--api-threads", type=int, default=0,
+                    help="thread pool size per API worker (0: anyio's default 40, as deployed)")
     ap.add_argument("--paths", default=PORTAL, help="comma-separated portal paths to mix")
     ap.add_argument("--think-ms", type=int, default=1000,
                     help="mean think time of the users run (0: flat-out runs only)")
@@ -446,15 +474,21 @@ def main() -> None:
 
     from app.database import start_embedded
 
+    DATA.mkdir(parents=True, exist_ok=True)
+    lock = (DATA / "run.lock").open("w")
+    try:  # a second bench at the same time would replace this one's sessions
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise SystemExit("another portal_load bench is running (var/bench_portal/run.lock)") \
+            from None
     admin = os.environ.get("BILLING_DATABASE_URL") or start_embedded(DATA)
     now = datetime.now(UTC)  # the API's clock is the system clock: sessions must be live
     url = prepare_database(admin, args.customers, args.months, now.date())
     tokens = DATA / "tokens.txt"
-    DATA.mkdir(parents=True, exist_ok=True)
     print(f"sessions: {open_sessions(url, now, tokens):,} opened", flush=True)
 
     port = free_port()
-    proc = start_api(url, args.workers, args.pool_size, port)
+    proc = start_api(url, args.workers, args.pool_size, port, args.api_threads)
     loads = [("ceiling", CEILING, None, 0), ("portal", args.paths, tokens, 0)]
     if args.think_ms > 0:
         loads += [("ceiling·u", CEILING, None, args.think_ms),
@@ -486,7 +520,8 @@ def report(args: argparse.Namespace, results: dict[str, list[WrkResult]]) -> Non
 
     print(f"\n{args.customers:,} customers × {args.months} months, {args.connections}"
           f" connections, {args.duration} s × {args.runs} runs (medians), uvicorn"
-          f" {args.workers} worker(s) × pool {args.pool_size}; paths {args.paths}")
+          f" {args.workers} worker(s) × pool {args.pool_size} × threads"
+          f" {args.api_threads or 40}; paths {args.paths}")
     print("  flat out (every connection sends its next request as soon as it is answered):")
     for name in results:
         if name.endswith("·u"):
@@ -509,6 +544,10 @@ def report(args: argparse.Namespace, results: dict[str, list[WrkResult]]) -> Non
             p99 = med(name, "p99_ms")
             verdict = "meets" if p99 <= AIM_P99_MS else "MISSES"
             print(f"  {name}: p99 {p99:.1f} ms {verdict} the aim of ≤ {AIM_P99_MS:.0f} ms")
+    stalled = sum(1 for rs in results.values() for r in rs if not r.requests)
+    if stalled:
+        print(f"  WARNING: {stalled} run(s) got no answer at all (latency counted as ∞):"
+              " the API stalled, see docs/performance.md (portal load)")
     bad = sum(r.non_2xx + r.socket_errors for rs in results.values() for r in rs)
     if bad:
         print(f"  WARNING: {bad} non-2xx answers or socket errors (see the runs above)")
