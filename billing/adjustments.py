@@ -26,7 +26,7 @@ recorded in ``rebill_adjustments`` with the period they correct.
 A net credit: an invoice with a negative total is not issued. If a customer's adjustments
 would make the invoice of the period negative, they are held back in the queue (the
 customer is invoiced without them) and billed at the first close whose invoice absorbs
-them; `pending_credits` lists what waits (e.g. a customer who moved out: refund by hand).
+them; `waiting_periods` lists what waits (e.g. a customer who moved out: refund by hand).
 """
 
 from __future__ import annotations
@@ -372,7 +372,7 @@ def link_adjustments(ctx: CloseContext, written: Sequence[WrittenInvoice]) -> No
     ctx.conn.execute("DELETE FROM rebill_adjustments WHERE invoice_number IS NULL")
 
 
-def pending_credits(conn: psycopg.Connection) -> list[tuple[str, str, str]]:
+def waiting_periods(conn: psycopg.Connection) -> list[tuple[str, str, str]]:
     """Queued (metering point, service, period) still waiting, oldest first."""
     return [(r[0], r[1], r[2]) for r in conn.execute(
         "SELECT metering_point_id, service, period FROM rebill_queue ORDER BY period, 1, 2")]

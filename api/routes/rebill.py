@@ -19,7 +19,7 @@ from pydantic import BaseModel, Field
 from api import Unprocessable
 from api.deps import Conn, Operator
 from billing import BillingError
-from billing.adjustments import pending_credits
+from billing.adjustments import waiting_periods
 from billing.tariff_corrections import record_correction
 
 router = APIRouter(prefix="/api/v1/billing/rebill", tags=["billing"])
@@ -48,4 +48,4 @@ def correct_tariff(body: CorrectionRequest, who: Operator, conn: Conn) -> dict[s
 @router.get("/queue")
 def queue(_who: Operator, conn: Conn) -> dict[str, Any]:
     return {"waiting": [{"metering_point_id": mp, "service": service, "period": period}
-                        for mp, service, period in pending_credits(conn)]}
+                        for mp, service, period in waiting_periods(conn)]}

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from psycopg import sql
 
 from app.database import with_database
-from billing.adjustments import pending_credits, rebill_after_write, rebill_lines
+from billing.adjustments import rebill_after_write, rebill_lines, waiting_periods
 from billing.closer import CloseResult, close_period
 from rating.calendar import LOCAL_TZ
 from rating.money import line_amount_fen
@@ -189,12 +189,12 @@ def test_estimates_and_actual_reads_bill_exactly_the_advance(
                 push(conn, pending[:n])
                 pending = pending[n:]
             close(conn, month, issued)
-        if pending_credits(conn):
+        if waiting_periods(conn):
             # a net credit larger than the invoices so far waits; a larger bill absorbs it
             push(conn, [read("E1", "1.8.1", f"{value // 1000 + 2000}.{value % 1000:03d}",
                              "2026-07-01T00:00:00+02:00")])
             close(conn, "2026-07", date(2026, 8, 1))
-            assert pending_credits(conn) == []
+            assert waiting_periods(conn) == []
         advance = value - first_value
         q_march, a_march = billed_for(conn, "2026-03")
         q_april, a_april = billed_for(conn, "2026-04")

@@ -11,7 +11,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from billing.adjustments import pending_credits, rebill_after_write, rebill_lines
+from billing.adjustments import rebill_after_write, rebill_lines, waiting_periods
 from billing.closer import CloseResult, close_period
 from tests.integration.test_close import MARCH_READS, push, read, seed
 
@@ -128,7 +128,7 @@ def test_moved_out_customer_is_invoiced_for_a_late_debit_and_a_credit_waits(
     assert "100002" not in res.skipped
     assert conn.execute("SELECT count(*) FROM invoices WHERE customer_id = '100002'"
                         " AND period = '2026-05'").fetchone() == (0,)
-    assert pending_credits(conn) == [("MP2", "electricity", "2026-03")]
+    assert waiting_periods(conn) == [("MP2", "electricity", "2026-03")]
     # back with a contract from June: the June invoice absorbs the credit
     conn.execute("INSERT INTO contracts VALUES ('C2E2', '100002', 'MP2', 'electricity',"
                  " 'EL-HH', '2026-06-01', NULL)")
@@ -138,7 +138,7 @@ def test_moved_out_customer_is_invoiced_for_a_late_debit_and_a_credit_waits(
     total = conn.execute("SELECT total_fen FROM invoices WHERE customer_id = '100002'"
                          " AND period = '2026-06'").fetchone()
     assert total is not None and total[0] >= 0
-    assert pending_credits(conn) == []
+    assert waiting_periods(conn) == []
 
 
 def test_a_change_while_its_period_is_rebilled_waits_and_is_not_lost(db_url: str) -> None:
