@@ -15,8 +15,11 @@ service, period) in ``rebill_queue`` when an invoiced period's days change; a ta
 correction queues the periods it covers. The close reads only that queue — never the
 history. A period with an estimate waits in the queue until the estimated register is
 read up to the end of the estimate (then it is reconciled once, completely).
-Only consumption-dependent lines (with a register) are compared for data changes: fees
-do not depend on reads. A tariff correction compares fees too.
+Only metered lines (kWh, m³ and their social discounts) are compared for data changes:
+fees do not depend on reads; a tariff correction compares the monthly fees too. Billing
+power (kW, from 1.6.0 reads) and excess reactive energy are not re-rated here.
+A credited and reissued period: the reissue is computed from current data; adjustments
+of that period billed before stay counted as billed, so its next change credits them.
 
 Adjustment lines carry the component code prefixed with ``korekcija:`` (so Q's own
 lines are told apart from the adjustments of other periods on the same invoice), the
