@@ -14,7 +14,10 @@ The seeded database is the template of one fresh copy per run (invoices and jour
 are immutable, so they cannot be deleted between runs). Each run warms the cache with the
 aggregate, times it again, then closes and COMMITs: the journal's balance check is deferred
 to commit, so a close that is rolled back would not pay for it. The close's time includes
-the commit; the wall time of each step of the close is printed per run.
+the commit; the wall and CPU time of each step of the close are printed per run. CPU is the
+bench process plus its PostgreSQL backend (read from /proc), with parallel query off so
+that the backend's CPU is all of the query's; it moves far less with the machine's load
+than wall time does.
 """
 
 from __future__ import annotations
@@ -232,6 +235,10 @@ def _run(admin: str, template: str, customers: int, issued_on: date, phases: boo
     try:
         with psycopg.connect(with_database(admin, name)) as conn:
             first, end = month_bounds(PERIOD)
+            # no parallel query workers: their CPU would be invisible in the backend's, and
+            # on two shared cores they only compete with the other jobs
+            conn.execute("SET max_parallel_workers_per_gather = 0")
+            conn.commit()
             conn.execute(AGGREGATE, (first, end)).fetchall()  # warm the cache
             conn.rollback()
             t, cpu = time.perf_counter(), cpu_seconds(conn)
