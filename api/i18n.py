@@ -131,6 +131,10 @@ TEXTS: dict[str, tuple[str, str]] = {  # key: (bosanski, English)
     "read_rejected": ("Nije prihvaćeno: {reason}", "Not accepted: {reason}"),
     "reason_backwards": ("vrijednost je manja od zadnjeg očitanja ({last}).",
                          "the value is lower than the last reading ({last})."),
+    "reason_spike": ("vrijednost daje potrošnju mnogo veću od uobičajene za ovo brojilo. "
+                     "Provjerite upisani broj (npr. da nema cifre viška).",
+                     "the value gives far more consumption than usual for this meter. "
+                     "Check the number you typed (e.g. for an extra digit)."),
     "read_invalid": ("Upišite broj sa najviše tri decimale, npr. 12345,678.",
                      "Type a number with at most three decimals, e.g. 12345.678."),
     "nothing_entered": ("Upišite barem jedno stanje brojila.", "Type at least one reading."),

@@ -116,6 +116,8 @@ def explain(outcome: ReadOutcome, reg: MeterRegister, value: str, lang: str) -> 
     reason = outcome.reason or ""
     if reason.startswith("register went backwards") and reg.last_value_milli is not None:
         reason = text(lang, "reason_backwards", last=f.qty(reg.last_value_milli, reg.unit))
+    elif reason.startswith("spike:"):
+        reason = text(lang, "reason_spike")
     return Answer("rejected", text(lang, "read_rejected", reason=reason))
 
 
