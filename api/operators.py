@@ -55,6 +55,7 @@ RULES: tuple[tuple[str, str, frozenset[str]], ...] = (
     ("*", "/api/v1/alerts", frozenset({"clerk", "admin"})),
     ("POST", "/api/v1/ops/reports/", frozenset({"clerk", "admin"})),  # customers' reports
     ("POST", "/api/v1/ops/readings/", frozenset({"billing", "admin"})),  # read corrections
+    ("POST", "/api/v1/ops/quarantine/", frozenset({"billing", "admin"})),  # meter data
     ("GET", "/api/v1/ops/", frozenset(ROLES)),  # read-only operator screens
     ("*", "/ops/alerts", frozenset({"clerk", "admin"})),
     ("GET", "/ops", frozenset(ROLES)),

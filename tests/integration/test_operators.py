@@ -88,6 +88,9 @@ def test_roles_allow_and_deny_on_existing_routes(client: TestClient) -> None:
     assert client.get("/api/v1/operators/audit", headers=dino).status_code == 403
     assert required_roles("POST", "/api/v1/collections/run") == {"billing", "legal", "admin"}
     assert required_roles("GET", "/api/v1/something-new") == {"admin"}  # fail closed
+    # reads held in quarantine are meter data: billing staff release them, everyone sees them
+    assert required_roles("POST", "/api/v1/ops/quarantine/7/release") == {"billing", "admin"}
+    assert "clerk" in required_roles("GET", "/api/v1/ops/quarantine")
 
 
 def test_audit_rows_for_a_close_and_an_alert_acknowledgement(client: TestClient) -> None:
