@@ -7,7 +7,7 @@ on earlier invoices (`interest_charges`, unless that invoice was credited) and b
 collections letters (`customer_charges` of kind interest). Because the charge is the
 difference of two totals, no interest is charged twice, and interest that a late-dated
 payment or a reversal changes is caught up on the next invoice. The principal is each
-invoice's total less its own interest line (simple interest: none on interest); credits
+invoice's total less the interest it charged (simple interest: none on interest); credits
 are the customer's payments (reversals and refunds are negative) and write-offs.
 
 The line is VAT-exempt (rate 0: interest is not a supply) and is booked to the interest
@@ -18,11 +18,13 @@ written invoice charged and up to which day. The policy (`interest_policy`, migr
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 from decimal import Decimal
+from itertools import accumulate
 
 import psycopg
 
@@ -30,8 +32,9 @@ from billing import BillingError
 from billing.calculation import InvoiceLine
 from billing.close_hooks import CloseContext, ExtraLines, WrittenInvoice
 from billing.collections import load_ladder
-from billing.interest import Credit, Debt, RatePeriod, total_interest_fen
+from billing.interest import Credit, Debt, RatePeriod, check_rates, total_interest_fen
 from billing.ledger import INTEREST_SERVICE
+from rating.money import round_half_up_div
 
 COMPONENT = "late_interest"
 _CHUNK = 5000
@@ -65,6 +68,61 @@ def interest_line(amount_fen: int, through: date) -> InvoiceLine:
                        amount_fen * 10_000, amount_fen, Decimal(0))
 
 
+_SCALE = 10**8  # daily rates are exact to 8 decimals of a percent
+
+
+def accrued_fen(debts: Sequence[Debt], credits: Sequence[Credit], as_of: date,
+                rates: Sequence[RatePeriod]) -> int:
+    """`billing.interest.total_interest_fen` in integer arithmetic, several times faster
+    (a close computes it for every customer with an overdue invoice): the same day count,
+    FIFO principal and per-invoice rounding; falls back to it for a rate finer than 1e-8 %."""
+    scaled = [r.daily_percent * _SCALE for r in rates]
+    if not rates or any(x != int(x) for x in scaled):
+        return total_interest_fen(debts, credits, as_of, rates)
+    check_rates(rates)
+    starts, rate_ints = [r.valid_from for r in rates], [int(x) for x in scaled]
+    one = timedelta(days=1)
+    end = as_of + one
+    per_day: dict[date, int] = defaultdict(int)
+    for c in credits:
+        if c.on <= as_of:
+            per_day[c.on + one] += c.amount_fen  # a credit counts from the next day on
+    credit_days = sorted(per_day)
+    cumulative = list(accumulate(per_day[d] for d in credit_days))
+
+    def paid_at(day: date) -> int:
+        i = bisect_right(credit_days, day)
+        return cumulative[i - 1] if i else 0
+
+    def rate_at(day: date) -> int:
+        i = bisect_right(starts, day) - 1
+        if i < 0:
+            raise BillingError(f"rates: no interest rate is valid on {day.isoformat()}")
+        return rate_ints[i]
+
+    points = sorted({*credit_days, *(s for s in starts if s < end), end})
+    paid_pt = [paid_at(p) for p in points]
+    rate_pt = [rate_at(p) if p < end else 0 for p in points]
+    low_from = list(accumulate(reversed(paid_pt), min))[::-1]  # least paid from point j on
+    total, before = 0, 0
+    for debt in debts:
+        principal = max(debt.total_fen, 0)
+        start = debt.due_on + one
+        if start < end and principal > 0:
+            j = bisect_right(points, start)
+            a, paid, rate, exact = start, paid_at(start), rate_at(start), 0
+            while True:
+                b = points[j]
+                open_fen = principal - min(max(paid - before, 0), principal)
+                exact += open_fen * rate * (b - a).days
+                if b == end or low_from[j] - before >= principal:  # covered from here on
+                    break
+                a, paid, rate, j = b, paid_pt[j], rate_pt[j], j + 1
+            total += round_half_up_div(exact, 100 * _SCALE)
+        before += principal
+    return total
+
+
 def interest_due(conn: psycopg.Connection, customer_ids: Sequence[str], through: date,
                  rates: Sequence[RatePeriod]) -> dict[str, tuple[int, int]]:
     """customer → (interest accrued up to `through`, interest charged so far), for the
@@ -82,16 +140,15 @@ def _due_chunk(conn: psycopg.Connection, ids: list[str], through: date,
     debts: dict[str, list[Debt]] = defaultdict(list)
     for cid, number, due_on, principal in conn.execute(
         """SELECT i.customer_id, i.invoice_number, i.due_on,
-                  i.total_fen - coalesce((SELECT sum(l.amount_fen) FROM invoice_lines l
-                                          WHERE l.invoice_number = i.invoice_number
-                                            AND l.service = 'interest'), 0)
-           FROM invoices i
+                  i.total_fen - coalesce(ic.amount_fen, 0)
+           FROM invoices i LEFT JOIN interest_charges ic USING (invoice_number)
            WHERE i.customer_id = ANY(%(ids)s) AND i.issued_on <= %(d)s
              AND NOT EXISTS (SELECT 1 FROM credit_notes n WHERE n.invoice_number = i.invoice_number
                              AND n.issued_on <= %(d)s)
              AND EXISTS (SELECT 1 FROM invoices o WHERE o.customer_id = i.customer_id
                          AND o.due_on < %(d)s)
-           ORDER BY i.customer_id, i.period, i.issued_on, i.invoice_number""", args):
+           ORDER BY i.customer_id, i.period, i.issued_on, i.invoice_number""",
+            args).fetchall():
         debts[cid].append(Debt(number, due_on, int(principal)))
     if not debts:
         return {}
@@ -103,7 +160,7 @@ def _due_chunk(conn: psycopg.Connection, ids: list[str], through: date,
            UNION ALL
            SELECT customer_id, charged_on, -amount_fen FROM customer_charges
            WHERE customer_id = ANY(%(ids)s) AND kind = 'write_off' AND charged_on <= %(d)s""",
-            args):
+            args).fetchall():
         credits[cid].append(Credit(on, int(amount)))
     charged: dict[str, int] = defaultdict(int)
     for cid, amount in conn.execute(
@@ -117,7 +174,7 @@ def _due_chunk(conn: psycopg.Connection, ids: list[str], through: date,
                                  WHERE n.invoice_number = c.invoice_number)) AS t
            GROUP BY customer_id""", args):
         charged[cid] = int(amount)
-    return {cid: (total_interest_fen(ds, credits[cid], through, rates), charged[cid])
+    return {cid: (accrued_fen(ds, credits[cid], through, rates), charged[cid])
             for cid, ds in debts.items()}
 
 

@@ -10,9 +10,12 @@ from decimal import Decimal
 
 import psycopg
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from billing.closer import close_period
-from billing.interest_charges import set_policy
+from billing.interest import Credit, Debt, RatePeriod, total_interest_fen
+from billing.interest_charges import accrued_fen, set_policy
 from billing.ledger import LineDraft, load_chart
 from billing.legal import post_charge
 from billing.payments import record_payments
@@ -102,3 +105,24 @@ def test_policy_switches_interest_off_or_waits_for_a_minimum(conn: psycopg.Conne
     assert line is not None and int(str(line[1])) > 11 + 23
     with pytest.raises(ValueError, match="min_charge_fen"):
         set_policy(conn, on_invoice=True, min_charge_fen=-1)
+
+
+# ---- the fast accrual equals billing.interest's (pure) ----------------------------------
+
+_DAY = st.dates(min_value=date(2025, 1, 1), max_value=date(2025, 12, 31))
+
+
+@settings(max_examples=300, deadline=None)
+@given(debts=st.lists(st.tuples(_DAY, st.integers(-500, 50_000)), max_size=8),
+       credits=st.lists(st.tuples(_DAY, st.integers(-20_000, 60_000)), max_size=10),
+       as_of=_DAY,
+       rates=st.lists(st.tuples(_DAY, st.decimals("0", "0.2", places=4)), min_size=1,
+                      max_size=3, unique_by=lambda r: r[0]))
+def test_fast_accrual_equals_the_reference(debts: list[tuple[date, int]],
+                                           credits: list[tuple[date, int]], as_of: date,
+                                           rates: list[tuple[date, Decimal]]) -> None:
+    periods = [RatePeriod(date(2000, 1, 1), Decimal("0.03")),
+               *(RatePeriod(d, r) for d, r in sorted(rates))]
+    ds = [Debt(f"I{i}", due, total) for i, (due, total) in enumerate(debts)]
+    cs = [Credit(on, amount) for on, amount in credits]
+    assert accrued_fen(ds, cs, as_of, periods) == total_interest_fen(ds, cs, as_of, periods)
