@@ -141,26 +141,34 @@ class WrkResult:
     db_cpu_ms: float = float("nan")  # CPU per request of the database's backends
 
 
-def cpu_seconds(api_pid: int) -> tuple[float, float]:
-    """CPU seconds used so far by the API's process tree and by the PostgreSQL backends
-    of the bench database (a backend that ended since the last sample is lost)."""
+def cpu_seconds(api_pid: int) -> dict[int, tuple[str, float]]:
+    """CPU seconds used so far, per process, by the API's process tree ("api") and by the
+    PostgreSQL backends of the bench database ("db")."""
     import psutil
 
-    def used(p: psutil.Process) -> float:
+    out: dict[int, tuple[str, float]] = {}
+
+    def note(p: psutil.Process, kind: str) -> None:
         try:
             t = p.cpu_times()
-            return float(t.user + t.system)
+            out[p.pid] = (kind, float(t.user + t.system))
         except psutil.Error:
-            return 0.0
+            pass
 
     root = psutil.Process(api_pid)
-    api = used(root) + sum(used(c) for c in root.children(recursive=True))
-    db = 0.0
+    for p in [root, *root.children(recursive=True)]:
+        note(p, "api")
     for p in psutil.process_iter(["cmdline"]):
         cmd = " ".join(p.info["cmdline"] or ())
         if cmd.startswith("postgres:") and f" {DB_NAME} " in cmd:
-            db += used(p)
-    return api, db
+            note(p, "db")
+    return out
+
+
+def cpu_used(before: dict[int, tuple[str, float]], after: dict[int, tuple[str, float]],
+             kind: str) -> float:
+    """CPU seconds of ``kind`` between two samples (a process that ended is left out)."""
+    return sum(t - before.get(pid, (k, 0.0))[1] for pid, (k, t) in after.items() if k == kind)
 
 
 _UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}
@@ -210,8 +218,8 @@ def run_wrk(port: int, connections: int, duration: int, threads: int, path: str,
         return result
     after = cpu_seconds(api_pid) if api_pid else before
     per = 1000 / result.requests
-    return replace(result, api_cpu_ms=(after[0] - before[0]) * per,
-                   db_cpu_ms=(after[1] - before[1]) * per)
+    return replace(result, api_cpu_ms=cpu_used(before, after, "api") * per,
+                   db_cpu_ms=cpu_used(before, after, "db") * per)
 
 
 # ---- seeding -------------------------------------------------------------------------
@@ -516,7 +524,9 @@ def main() -> None:
 
 def report(args: argparse.Namespace, results: dict[str, list[WrkResult]]) -> None:
     def med(name: str, attr: str) -> float:
-        return statistics.median(getattr(r, attr) for r in results[name])
+        """Median over the runs; a stalled run counts as ∞ latency and has no CPU figure."""
+        values = [v for r in results[name] if (v := getattr(r, attr)) == v]  # drop nan
+        return statistics.median(values) if values else float("nan")
 
     print(f"\n{args.customers:,} customers × {args.months} months, {args.connections}"
           f" connections, {args.duration} s × {args.runs} runs (medians), uvicorn"
