@@ -4,7 +4,12 @@ its own process(es), against the ceiling of the same server (``/healthz``, same 
 concurrency) measured in the same run.
 
     .venv/bin/python bench/portal_load.py --customers 36000 --months 24 --connections 100 \
-        --duration 30 [--workers 2] [--pool-size 8] [--runs 3]
+        --duration 30 [--runs 3] [--workers 2] [--pool-size 40] [--think-ms 1000]
+
+Two load shapes per run: flat out (no pause between an answer and the next request: gives
+requests/s and the ratio to the ceiling) and users (each connection pauses ``--think-ms``
+on average, as a person does: gives the latency a portal user sees), plus CPU per request
+of the API processes and of PostgreSQL. Findings and figures: docs/performance.md.
 
 The data lives in its own embedded PostgreSQL under ``var/bench_portal/`` and is seeded
 once (straight SQL: customers, metering points, contracts, invoices with their lines and
