@@ -139,7 +139,8 @@ def post_missing(conn: psycopg.Connection, *, chart: Chart) -> tuple[int, int]:
         PaymentFacts(pid, customer, paid_on, int(amount), channel)
         for pid, customer, paid_on, amount, channel in conn.execute(
             """SELECT payment_id, customer_id, paid_on, amount_fen, channel FROM payments p
-               WHERE NOT EXISTS (SELECT 1 FROM journal_entries e
+               WHERE p.kind = 'payment'  -- reversals and refunds book their own entries
+                 AND NOT EXISTS (SELECT 1 FROM journal_entries e
                                  WHERE e.kind = 'payment' AND e.source_document = p.payment_id)
                ORDER BY paid_on, received_at, payment_id"""
         )

@@ -19,6 +19,8 @@ from billing import BillingError
 from billing.accounts import invoice_states
 from billing.bank_import import resolve_unmatched
 from billing.closer import close_period
+from billing.ledger import load_chart
+from billing.ledger_posting import post_missing
 from billing.payment_corrections import refund_credit, reverse_payment
 from billing.payments import balance_fen, record_payments
 from tests.integration.test_close import MARCH_READS, push, seed
@@ -89,6 +91,7 @@ def test_overpayment_becomes_credit_and_reversal_rematches(conn: psycopg.Connect
     assert storno is not None and storno[0] == APRIL_20 and storno[1] == storno[2]
     assert account(conn, "2410") == 10000 - 10000 + 10000  # in, reversed, in again
     assert balanced(conn)
+    assert post_missing(conn, chart=load_chart()) == (0, 0)  # corrections are all booked
 
 
 def test_reversal_refusals_and_rows_never_change(conn: psycopg.Connection) -> None:
