@@ -72,7 +72,7 @@ def reverse_payment(
     with conn.transaction():
         row = conn.execute(
             "SELECT customer_id, paid_on, amount_fen, reference, channel, kind FROM payments"
-            " WHERE payment_id = %s", (payment_id,)).fetchone()
+            " WHERE payment_id = %s FOR UPDATE", (payment_id,)).fetchone()  # one reversal at once
         if row is None:
             raise BillingError(f"payment_id: unknown payment {payment_id!r}")
         customer, paid_on, amount, reference, channel, kind = row
