@@ -28,6 +28,7 @@ from psycopg import sql
 from app.database import with_database
 from billing import BillingError
 from billing.accounts import account_balance_fen, invoice_states
+from billing.bank_import import resolve_unmatched
 from billing.closer import close_period
 from billing.credit_notes import issue_credit_note, reissue_invoice
 from billing.customer_credit import open_credit_fen
@@ -175,8 +176,8 @@ class MoneyMachine(RuleBasedStateMachine):
         self.settled.add(customer)
 
     @precondition(lambda self: set(self.amounts) - self.reversed)
-    @rule(data=st.data(), rematch=st.booleans())
-    def reverse(self, data: st.DataObject, rematch: bool) -> None:
+    @rule(data=st.data(), rematch=st.booleans(), resolve=st.booleans())
+    def reverse(self, data: st.DataObject, rematch: bool, resolve: bool) -> None:
         pid = data.draw(st.sampled_from(sorted(set(self.amounts) - self.reversed)))
         customer, fen = self.amounts[pid]
         other = data.draw(st.sampled_from([c for c in CUSTOMERS if c != customer]))
@@ -194,6 +195,15 @@ class MoneyMachine(RuleBasedStateMachine):
         else:
             assert self.conn.execute("SELECT status FROM unmatched_payments WHERE payment_id"
                                      " = %s", (r.queued_id,)).fetchone() == ("open",)
+            if resolve:  # a clerk records it for the right customer
+                assert r.queued_id is not None
+                out = resolve_unmatched(self.conn, r.queued_id, customer_id=other, note="h",
+                                        now=datetime(2026, 9, 1, tzinfo=UTC))
+                self.conn.commit()
+                assert out is not None and out.status == ACCEPTED
+                self.paid[other] += fen
+                self.amounts[r.queued_id] = (other, fen)
+                self.settled.add(other)
         with pytest.raises(BillingError, match="already reversed"):
             reverse_payment(self.conn, pid, reason="again", on=self.today, operator="h")
         self.conn.rollback()
