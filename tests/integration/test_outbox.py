@@ -14,6 +14,7 @@ import orjson
 import psycopg
 import pytest
 
+from app.cli import main
 from billing.bank_import import import_statement
 from billing.close_hooks import CloseContext, WrittenInvoice
 from billing.closer import close_period
@@ -167,3 +168,26 @@ def test_publisher_sends_every_event_once(conn: psycopg.Connection,
 
 def _order(kv: tuple[str, dict[str, Any]]) -> tuple[str, bytes]:
     return kv[0], orjson.dumps(kv[1], option=orjson.OPT_SORT_KEYS)
+
+
+def test_cli_publish_events_needs_kafka(db_url: str, monkeypatch: pytest.MonkeyPatch,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("BILLING_DATABASE_URL", db_url)
+    monkeypatch.delenv("BILLING_KAFKA_BOOTSTRAP", raising=False)
+    assert main(["publish-events", "--once"]) == 2
+    assert "BILLING_KAFKA_BOOTSTRAP is not set" in capsys.readouterr().err
+
+
+def test_cli_publish_events_once(conn: psycopg.Connection, db_url: str, kafka_bootstrap: str,
+                                 monkeypatch: pytest.MonkeyPatch,
+                                 capsys: pytest.CaptureFixture[str]) -> None:
+    close_period(conn, "2026-03", issued_on=date(2026, 4, 1))
+    conn.commit()
+    monkeypatch.setenv("BILLING_DATABASE_URL", db_url)
+    monkeypatch.setenv("BILLING_KAFKA_BOOTSTRAP", kafka_bootstrap)
+    prefix = f"t-{uuid.uuid4().hex[:8]}."
+    assert main(["publish-events", "--once", "--topic-prefix", prefix]) == 0
+    assert "outbox: published 6, refused 0, not acknowledged 0" in capsys.readouterr().out
+    assert len(drain(kafka_bootstrap, prefix + INVOICES, 4, timeout=8)) == 3
+    assert main(["publish-events", "--once", "--topic-prefix", prefix]) == 0
+    assert "outbox: published 0," in capsys.readouterr().out
