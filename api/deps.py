@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import date, datetime
 from typing import Annotated, Any
 from urllib.parse import parse_qsl
 
+import anyio
+import anyio.to_thread
 import psycopg
 from fastapi import Depends, Request
 from psycopg_pool import ConnectionPool
@@ -46,12 +48,14 @@ CSRF_HEADER = "X-CSRF-Token"
 MAX_FORM_BYTES = 16384
 
 
-def get_settings(request: Request) -> Settings:
+# These three do no I/O: async, so FastAPI runs them on the event loop instead of spending
+# a worker-thread hop on each.
+async def get_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
 
-def get_now(request: Request) -> datetime:
+def clock_now(request: Request) -> datetime:
     """The request's instant from the injected clock (aware, UTC)."""
     clock: Callable[[], datetime] = request.app.state.clock
     now = clock()
@@ -60,26 +64,50 @@ def get_now(request: Request) -> datetime:
     return now
 
 
-def get_today(now: Annotated[datetime, Depends(get_now)]) -> date:
-    """The utility's local calendar day (Europe/Sarajevo) at the request's instant."""
+def local_day(now: datetime) -> date:
+    """The utility's local calendar day (Europe/Sarajevo) at `now`."""
     return now.astimezone(LOCAL_TZ).date()
 
 
-def get_conn(request: Request) -> Iterator[psycopg.Connection]:
+async def get_now(request: Request) -> datetime:
+    return clock_now(request)
+
+
+async def get_today(now: Annotated[datetime, Depends(get_now)]) -> date:
+    return local_day(now)
+
+
+def _waiting_room(request: Request) -> anyio.CapacityLimiter:
+    """Threads that wait for a pooled connection, apart from the shared worker threads.
+
+    Waiting for a connection on the shared threads can deadlock under a burst: when every
+    worker thread waits for a connection, the requests holding the connections never get a
+    thread for their next step (seen with 100 concurrent portal users: 0 answers until the
+    pool's timeout). Here a waiter blocks only a thread of its own room.
+    """
+    room: anyio.CapacityLimiter | None = getattr(request.app.state, "conn_waiting_room", None)
+    if room is None:
+        room = request.app.state.conn_waiting_room = anyio.CapacityLimiter(256)
+    return room
+
+
+async def get_conn(request: Request) -> AsyncIterator[psycopg.Connection]:
     """A pooled connection in autocommit mode for the length of the request.
 
     Autocommit makes every ``with conn.transaction():`` in a route a real top-level
     transaction, committed before the response leaves (not after it was sent).
     """
     pool: ConnectionPool = request.app.state.pool
-    with pool.connection() as conn:
-        was = conn.autocommit
+    room = _waiting_room(request)
+    conn = await anyio.to_thread.run_sync(pool.getconn, limiter=room)
+    was = conn.autocommit
+    try:
         conn.autocommit = True
-        try:
-            yield conn
-        finally:
-            with contextlib.suppress(psycopg.Error):
-                conn.autocommit = was
+        yield conn
+    finally:
+        with contextlib.suppress(psycopg.Error):
+            conn.autocommit = was
+        await anyio.to_thread.run_sync(pool.putconn, conn, limiter=room)
 
 
 Conn = Annotated[psycopg.Connection, Depends(get_conn)]

@@ -25,7 +25,7 @@ from fastapi.responses import Response, StreamingResponse
 from psycopg_pool import ConnectionPool
 
 from api import NotAuthenticated
-from api.deps import Conn, Customer, Today, get_now, get_today
+from api.deps import Conn, Customer, Today, clock_now, local_day
 from api.live_queries import consumption_fingerprint, encode_month, month_so_far
 from api.routes import operator_pages
 from api.routes.pages import Session, redirect, render
@@ -61,14 +61,14 @@ def live_page(request: Request, session: Session, conn: Conn, today: Today) -> R
 
 
 def _today(request: Request) -> date:
-    return get_today(get_now(request))
+    return local_day(clock_now(request))
 
 
 def _customer_of(request: Request, token: str) -> str | None:
     """The customer of a live session, without marking it seen: an open stream (or its
     reconnections) must not keep an idle session alive; only requests of pages do."""
     pool: ConnectionPool = request.app.state.pool
-    now = get_now(request)
+    now = clock_now(request)
     idle = timedelta(minutes=request.app.state.settings.session_idle_minutes)
     with pool.connection() as conn:
         conn.autocommit = True
