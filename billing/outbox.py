@@ -46,9 +46,10 @@ def _text(col: str) -> str:
 
 # The invoice's JSON is concatenated as text and parsed into jsonb once: building it with
 # jsonb_build_object (12 keys a line) cost a third more CPU, for the same document.
+_MP_OR_NULL = _text("nullif(metering_point_id, '')")  # a line of no metering point (interest)
 _LINE_JSON = (
     "concat('{\"line_no\":', line_no, ',\"service\":', to_json(service),"
-    f" ',\"metering_point_id\":', {_text('metering_point_id')},"
+    f" ',\"metering_point_id\":', {_MP_OR_NULL},"
     " ',\"component\":', to_json(component),"
     f" ',\"register\":', {_text('register')}, ',\"description\":', to_json(description),"
     f" ',\"quantity\":\"', {_quantity('quantity_milli')}, '\",\"unit\":', to_json(unit),"
