@@ -39,17 +39,21 @@ def payer_kind(customer_id: str) -> str:
 
 
 def demo_payments(
-    invoices: Iterable[IssuedInvoice], *, today: date, seed: int = 5
+    invoices: Iterable[IssuedInvoice], *, today: date, seed: int = 5,
+    last_issue: date | None = None,
 ) -> list[dict[str, Any]]:
     """One payment per paid invoice, by reference; nothing dated after `today`.
 
     The demo customer leaves the newest invoice open, so the portal shows an amount due.
+    `last_issue`: the issue date of the newest invoice of the whole history, when the
+    invoices come one month at a time (default: the newest among `invoices`).
     """
     rng = np.random.default_rng(seed)
     ordered: Sequence[IssuedInvoice] = sorted(invoices, key=lambda i: (i.customer_id, i.number))
     newest: dict[str, date] = {}
     for inv in ordered:
-        newest[inv.customer_id] = max(newest.get(inv.customer_id, inv.issued_on), inv.issued_on)
+        newest[inv.customer_id] = max(newest.get(inv.customer_id, inv.issued_on), inv.issued_on,
+                                      last_issue or inv.issued_on)
     out: list[dict[str, Any]] = []
     for inv in ordered:
         kind = payer_kind(inv.customer_id)
