@@ -141,6 +141,7 @@ TEXTS: dict[str, tuple[str, str]] = {  # key: (bosanski, English)
     "svc_electricity": ("Električna energija", "Electricity"),
     "svc_water": ("Voda i kanalizacija", "Water and sewage"),
     "svc_waste": ("Odvoz smeća", "Waste collection"),
+    "svc_interest": ("Zatezna kamata", "Late-payment interest"),
     "unit_month": ("mj.", "mo."),
     "nav_password": ("Lozinka", "Password"),
     "nav_notifications": ("Obavještenja", "Notifications"),

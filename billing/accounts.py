@@ -159,7 +159,7 @@ def account_balance_fen(conn: psycopg.Connection, customer_id: str) -> int:
 
 def last_payment(conn: psycopg.Connection, customer_id: str) -> tuple[date, int] | None:
     row = conn.execute(
-        """SELECT paid_on, amount_fen FROM payments WHERE customer_id = %s
+        """SELECT paid_on, amount_fen FROM payments WHERE customer_id = %s AND kind = 'payment'
            ORDER BY paid_on DESC, received_at DESC, payment_id DESC LIMIT 1""",
         (customer_id,),
     ).fetchone()
@@ -183,8 +183,9 @@ def services_by_period(
         f"""SELECT {_LINE_SUMS}
            FROM invoices i JOIN invoice_lines l USING (invoice_number)
            WHERE i.customer_id = %s AND i.period = ANY(%s)
+             AND l.service = ANY(%s)  -- consumption, not late-payment interest
            GROUP BY i.period, l.service, l.unit, l.vat_rate""",
-        (customer_id, list(periods)),
+        (customer_id, list(periods), list(SERVICE_ORDER)),
     ).fetchall()
     return months_of_lines(rows, periods)
 
@@ -228,6 +229,7 @@ SELECT c.name,
        (SELECT max(period) FROM invoices WHERE customer_id = c.customer_id)
 FROM customers c
 LEFT JOIN LATERAL (SELECT paid_on, amount_fen FROM payments WHERE customer_id = c.customer_id
+                     AND kind = 'payment'  -- not a reversal or refund
                    ORDER BY paid_on DESC, received_at DESC, payment_id DESC LIMIT 1) p ON true
 WHERE c.customer_id = %s
 """
@@ -269,8 +271,9 @@ def consumption_series(
             SELECT {_LINE_SUMS}
             FROM invoices i JOIN invoice_lines l USING (invoice_number)
             WHERE i.customer_id = %(c)s AND i.period IN (SELECT period FROM p)
+              AND l.service = ANY(%(s)s)  -- consumption, not late-payment interest
             GROUP BY i.period, l.service, l.unit, l.vat_rate""",
-        {"c": customer_id, "n": months},
+        {"c": customer_id, "n": months, "s": list(SERVICE_ORDER)},
     ).fetchall()
     periods = sorted({str(r[0]) for r in rows})
     by_period = months_of_lines(rows, periods)
