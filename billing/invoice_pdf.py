@@ -236,8 +236,12 @@ class _Renderer:
         if len(rows) != 1:  # with one rate its row is already the sum
             rows.append([self.p(L("net")), self.km(inv["net_fen"]), self.p(L("vat")),
                          self.km(inv["vat_fen"])])
+        credit = _credit(inv)
+        if credit:
+            rows.append([self.p(L("invoice_total")), "", "", f"{self.km(inv['total_fen'])} KM"])
+            rows.append([self.p(L("credit_applied")), "", "", f"−{self.km(credit)} KM"])
         rows.append([self.p(L("total"), self.strong), "", "",
-                     self.p(f"{self.km(inv['total_fen'])} KM", self.strong_right)])
+                     self.p(f"{self.km(inv['total_fen'] - credit)} KM", self.strong_right)])
         table = Table(rows, colWidths=[45 * mm, 25 * mm, 45 * mm, 35 * mm], hAlign="RIGHT")
         table.setStyle(TableStyle([
             ("FONTNAME", (0, 0), (-1, -1), self.regular), ("FONTSIZE", (0, 0), (-1, -1), 8.5),
@@ -257,7 +261,8 @@ class _Renderer:
             [self.p(f"{L('payer')}\n{payer}"), self.p(f"{L('recipient_account')}\n{account}",
                                                       self.strong)],
             [self.p(f"{L('purpose_label')}\n{purpose}"),
-             self.p(f"{L('amount_km')}\n{self.km(inv['total_fen'])}", self.strong)],
+             self.p(f"{L('amount_km')}\n{self.km(inv['total_fen'] - _credit(inv))}",
+                    self.strong)],
             [self.p(f"{L('recipient')}\n{recipient}"),
              self.p(f"{L('reference')}\n{inv['payment_reference']}", self.strong)],
             [self.p(f"{L('customer_code')}: {inv['customer_id']}"),
@@ -266,6 +271,11 @@ class _Renderer:
         table = self._grid(cells, [95 * mm, 85 * mm], boxed=True)
         table.setStyle(TableStyle([("SPAN", (0, 0), (-1, 0))]))
         return table
+
+
+def _credit(inv: Mapping[str, Any]) -> int:
+    """Customer credit applied to the invoice: the slip asks for the total less it."""
+    return max(0, min(int(inv.get("credit_applied_fen") or 0), int(inv["total_fen"])))
 
 
 def _rate(rate: Any) -> str:
@@ -287,6 +297,9 @@ def load_invoice(conn: psycopg.Connection, number: str, customer_id: str | None 
     keys = ("number", "period", "issued_on", "due_on", "customer_id", "customer_name",
             "customer_address", "payment_reference", "net_fen", "vat_fen", "total_fen")
     inv: dict[str, Any] = dict(zip(keys, head, strict=True))
+    credit = conn.execute("SELECT coalesce(-sum(amount_fen), 0) FROM customer_credit_moves"
+                          " WHERE invoice_number = %s", (number,)).fetchone()
+    inv["credit_applied_fen"] = int(credit[0]) if credit else 0
     cur = conn.execute(
         """SELECT service, metering_point_id, description, register, quantity_milli, unit,
                   unit_price_micro, amount_fen, vat_rate

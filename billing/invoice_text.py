@@ -13,7 +13,8 @@ LABELS: dict[str, dict[str, str]] = {
         "total": "UKUPNO ZA UPLATU", "slip": "UPLATNICA", "payer": "Uplatilac",
         "recipient": "Primalac", "recipient_account": "Račun primaoca",
         "purpose_label": "Svrha uplate", "purpose": "Račun", "amount_km": "Iznos KM",
-        "id_number": "ID broj", "vat_number": "PDV broj",
+        "id_number": "ID broj", "vat_number": "PDV broj", "invoice_total": "UKUPNO RAČUN",
+        "credit_applied": "Umanjeno za preplatu (kredit kupca)",
     },
     "en": {
         "invoice": "Invoice No.", "customer": "Customer", "customer_code": "Customer code",
@@ -25,15 +26,16 @@ LABELS: dict[str, dict[str, str]] = {
         "total": "TOTAL TO PAY", "slip": "PAYMENT SLIP", "payer": "Payer",
         "recipient": "Recipient", "recipient_account": "Recipient account",
         "purpose_label": "Purpose of payment", "purpose": "Invoice", "amount_km": "Amount BAM",
-        "id_number": "ID No.", "vat_number": "VAT No.",
+        "id_number": "ID No.", "vat_number": "VAT No.", "invoice_total": "INVOICE TOTAL",
+        "credit_applied": "Less your credit (overpayment)",
     },
 }
 
 SERVICES: dict[str, dict[str, str]] = {
     "bs": {"electricity": "Električna energija", "water": "Voda i kanalizacija",
-           "waste": "Odvoz smeća"},
+           "waste": "Odvoz smeća", "interest": "Zatezna kamata"},
     "en": {"electricity": "Electricity", "water": "Water and sewage",
-           "waste": "Waste collection"},
+           "waste": "Waste collection", "interest": "Late-payment interest"},
 }
 
 REGISTERS: dict[str, dict[str, str]] = {

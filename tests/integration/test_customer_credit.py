@@ -113,3 +113,24 @@ def test_surplus_of_a_credit_note_is_settled_by_the_close(conn: psycopg.Connecti
     causes = conn.execute("SELECT cause, amount_fen FROM customer_credit_moves"
                           " ORDER BY move_id").fetchall()
     assert causes == [("overpayment", 2501), ("applied", -2501)]
+
+
+def test_invoice_pdf_asks_for_the_total_less_the_credit(conn: psycopg.Connection) -> None:
+    import io
+
+    from pypdf import PdfReader
+
+    from billing.invoice_pdf import load_invoice, render_invoice_pdf
+    from tests.integration.test_invoice_pdf import UTILITY
+
+    pay(conn, "P1", "35.01")  # 10.00 KM of credit
+    close_period(conn, "2026-04", issued_on=MAY_1)
+    conn.commit()
+    number, total = april_invoice(conn)
+    inv = load_invoice(conn, number)
+    assert inv is not None and inv["credit_applied_fen"] == 1000
+    pdf = render_invoice_pdf(inv, utility=UTILITY)
+    text = "\n".join(p.extract_text() or "" for p in PdfReader(io.BytesIO(pdf)).pages)
+    to_pay = f"{(total - 1000) // 100},{(total - 1000) % 100:02d}"
+    assert "UKUPNO RAČUN" in text and "Umanjeno za preplatu" in text and "−10,00" in text
+    assert f"Iznos KM\n{to_pay}" in text or f"Iznos KM {to_pay}" in text, text
