@@ -398,3 +398,22 @@ def test_topics_reference_is_up_to_date() -> None:
     assert DOC.read_text(encoding="utf-8") == render(), "run: python -m schemas.docs"
     for topic in EXPECTED_TOPICS:
         assert f"\n## {topic}\n" in render()
+
+
+def test_invoice_carries_interest_and_corrections_of_earlier_periods() -> None:
+    # #4/#5 lines: late-payment interest (its own service) and a correction with a
+    # negative quantity; bank ids up to 140 characters in payments and ledger entries
+    doc = _example("billing.invoices.v1")
+    line = copy.deepcopy(doc["lines"][0])
+    line["service"], line["quantity"] = "interest", "-1.500"
+    doc["lines"].append(line)
+    validate("billing.invoices.v1", doc)
+    line["service"] = "gas"
+    with pytest.raises(SchemaError, match=r"^\$\.lines\[\d+\]\.service"):
+        validate("billing.invoices.v1", doc)
+    pay = _example("billing.payments.v1")
+    pay["payment_id"] = "X" * 140
+    validate("billing.payments.v1", pay)
+    pay["payment_id"] = "X" * 141
+    with pytest.raises(SchemaError, match=r"^\$\.payment_id"):
+        validate("billing.payments.v1", pay)
