@@ -18,7 +18,7 @@ from datetime import date, timedelta
 import psycopg
 
 from billing import BillingError, closer
-from billing.calculation import InvoiceDraft, compute_invoice, with_extra_lines
+from billing.calculation import InvoiceDraft
 from billing.close_hooks import CloseContext, LineSource
 from billing.customer_credit import balances
 from rating import RatingError
@@ -67,7 +67,6 @@ def preview_close_report(
                            f" {end - timedelta(days=1)}, issued_on {issued_on} must be later")
     if not 0 <= payment_days <= 365:
         raise BillingError(f"payment_days: must be 0–365, got {payment_days}")
-    args = {"period": period, "first": first, "end": end}
     with conn.transaction(force_rollback=True):
         existing = closer._scalar(conn, "SELECT count(*) FROM invoices WHERE period = %s"
                                         " AND kind = 'invoice'", (period,))
@@ -75,25 +74,8 @@ def preview_close_report(
             catalog = closer._CachedCatalog(load_catalog(conn))
         except RatingError as exc:
             raise BillingError(f"tariff catalog: {exc}") from exc
-        contracts = closer._load_contracts(conn, args)
-        skipped = {k: v for k, v in closer._overlapping(conn, args).items() if k in contracts}
-        consumption = closer._load_consumption(
-            conn, args, closer._price_breaks(catalog, contracts, first, end))
         ctx = CloseContext(conn, period, first, end, issued_on, catalog)
-        extra = closer._extra_lines(ctx, contracts, skipped, line_sources)
-        drafts: list[InvoiceDraft] = []
-        for customer_id in sorted(set(contracts) | set(extra)):
-            if customer_id in skipped:
-                continue
-            try:
-                draft = compute_invoice(customer_id, period, contracts.get(customer_id, []),
-                                        consumption.get(customer_id, []), catalog)
-            except BillingError as exc:
-                skipped[customer_id] = str(exc)
-                continue
-            draft = with_extra_lines(draft, extra.get(customer_id, []))
-            if draft.lines:
-                drafts.append(draft)
+        drafts, skipped = closer.draft_invoices(ctx, line_sources)
         held = balances(conn, [d.customer_id for d in drafts])
     out = []
     for d in drafts:

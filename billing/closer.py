@@ -188,26 +188,8 @@ def close_period(
             catalog = _CachedCatalog(load_catalog(conn))
         except RatingError as exc:
             raise BillingError(f"tariff catalog: {exc}") from exc
-        contracts = _load_contracts(conn, args)
-        skipped = {k: v for k, v in _overlapping(conn, args).items() if k in contracts}
-        consumption = _load_consumption(conn, args, _price_breaks(catalog, contracts, first, end))
-        demand = _load_demand(conn, args, catalog, contracts, first, end)
         ctx = CloseContext(conn, period, first, end, issued_on, catalog)
-        extra = _extra_lines(ctx, contracts, skipped, line_sources)
-        drafts: list[InvoiceDraft] = []
-        for customer_id in sorted(set(contracts) | set(extra)):
-            if customer_id in skipped:
-                continue
-            try:
-                draft = compute_invoice(customer_id, period, contracts.get(customer_id, []),
-                                        consumption.get(customer_id, []), catalog,
-                                        demand.get(customer_id, ()))
-            except BillingError as exc:
-                skipped[customer_id] = str(exc)
-                continue
-            draft = with_extra_lines(draft, extra.get(customer_id, []))
-            if draft.lines:  # a tariff without fees and no consumption: nothing to invoice
-                drafts.append(draft)
+        drafts, skipped = draft_invoices(ctx, line_sources)
         if last_seq + len(drafts) > MAX_SEQ:
             raise BillingError(f"invoice numbers of {issued_on.year} would pass {MAX_SEQ}")
         if drafts:
@@ -230,6 +212,35 @@ def close_period(
         unbilled_days=unbilled,
         skipped=dict(sorted(skipped.items())),
     )
+
+
+def draft_invoices(ctx: CloseContext, line_sources: Sequence[LineSource] | None = None
+                   ) -> tuple[list[InvoiceDraft], dict[str, str]]:
+    """The drafts of every customer not yet invoiced for ``ctx.period`` and the customers
+    left out with the reason: what `close_period` writes and `close_preview` shows."""
+    conn, period, catalog = ctx.conn, ctx.period, ctx.catalog
+    args = {"period": period, "first": ctx.first, "end": ctx.end}
+    contracts = _load_contracts(conn, args)
+    skipped = {k: v for k, v in _overlapping(conn, args).items() if k in contracts}
+    breaks = _price_breaks(catalog, contracts, ctx.first, ctx.end)
+    consumption = _load_consumption(conn, args, breaks)
+    demand = _load_demand(conn, args, catalog, contracts, ctx.first, ctx.end)
+    extra = _extra_lines(ctx, contracts, skipped, line_sources)
+    drafts: list[InvoiceDraft] = []
+    for customer_id in sorted(set(contracts) | set(extra)):
+        if customer_id in skipped:
+            continue
+        try:
+            draft = compute_invoice(customer_id, period, contracts.get(customer_id, []),
+                                    consumption.get(customer_id, []), catalog,
+                                    demand.get(customer_id, ()))
+        except BillingError as exc:
+            skipped[customer_id] = str(exc)
+            continue
+        draft = with_extra_lines(draft, extra.get(customer_id, []))
+        if draft.lines:  # a tariff without fees and no consumption: nothing to invoice
+            drafts.append(draft)
+    return drafts, skipped
 
 
 class _CachedCatalog(Catalog):

@@ -265,3 +265,18 @@ def test_reissued_invoice_keeps_the_billing_power(conn: psycopg.Connection) -> N
         (new,)).fetchall()
     assert lines == before[0]
     assert any(line[3] == "kW" for line in lines)
+
+
+def test_close_preview_prices_billing_power_like_the_close(conn: psycopg.Connection) -> None:
+    from billing.close_preview import preview_close
+
+    drafts = {d.customer_id: d for d in preview_close(conn, "2026-03",
+                                                      issued_on=date(2026, 4, 2),
+                                                      line_sources=[])}
+    close_period(conn, "2026-03", issued_on=date(2026, 4, 2), **ALONE)
+    lines, _, totals = invoice(conn, "200010", "2026-03")
+    preview = drafts["200010"]
+    assert [(ln.component, ln.quantity_milli, ln.amount_fen) for ln in preview.lines] == [
+        (ln[0], ln[2], ln[5]) for ln in lines]
+    assert (preview.net_fen, preview.vat_fen, preview.total_fen) == totals
+    assert any(ln.unit == "kW" for ln in preview.lines)
