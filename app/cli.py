@@ -7,10 +7,10 @@ import logging
 import sys
 import time
 from collections.abc import Sequence
-from datetime import date
 from pathlib import Path
 
 from app.bootstrap import bootstrap, one_connection
+from app.cli_args import iso_day
 from app.cli_money import add_money_commands
 from app.cli_rating import add_rating_commands
 from app.clock import now_utc, today_local
@@ -53,7 +53,7 @@ def cmd_close(settings: Settings, args: argparse.Namespace) -> int:
     from billing.closer import close_period
     from rating.money import format_km
 
-    issued_on = date.fromisoformat(args.issued_on) if args.issued_on else today_local()
+    issued_on = args.issued_on or today_local()
     try:
         with one_connection(settings) as conn:
             started = time.perf_counter()
@@ -87,8 +87,8 @@ def cmd_rebill(settings: Settings, args: argparse.Namespace) -> int:
         document = json.loads(Path(args.document).read_text(encoding="utf-8"))
         with one_connection(settings) as conn:
             cid, queued = record_correction(
-                conn, tariff_code=args.tariff, valid_from=date.fromisoformat(args.date_from),
-                valid_to=date.fromisoformat(args.date_to), document=document,
+                conn, tariff_code=args.tariff, valid_from=args.date_from,
+                valid_to=args.date_to, document=document,
                 reason=args.reason, operator=args.operator)
     except (BillingError, ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -148,7 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
     load.set_defaults(func=cmd_load)
     close = sub.add_parser("close", help="close a billing period: one invoice per customer")
     close.add_argument("--period", required=True, help="YYYY-MM")
-    close.add_argument("--issued-on", help="YYYY-MM-DD (default: today)")
+    close.add_argument("--issued-on", type=iso_day, help="YYYY-MM-DD (default: today)")
     close.set_defaults(func=cmd_close)
     demo = sub.add_parser("demo-data", help="generate and load demo customers with history")
     demo.add_argument("--customers", type=int, default=2000)
@@ -168,8 +168,10 @@ def build_parser() -> argparse.ArgumentParser:
     reb = sub.add_parser("rebill", help="correct a tariff of closed periods (billed on the"
                          " next invoices)")
     reb.add_argument("--tariff", required=True)
-    reb.add_argument("--from", dest="date_from", required=True, help="first day YYYY-MM-DD")
-    reb.add_argument("--to", dest="date_to", required=True, help="last day (inclusive)")
+    reb.add_argument("--from", dest="date_from", required=True, type=iso_day,
+                     help="first day YYYY-MM-DD")
+    reb.add_argument("--to", dest="date_to", required=True, type=iso_day,
+                     help="last day (inclusive)")
     reb.add_argument("--document", required=True, help="the corrected tariff document (JSON)")
     reb.add_argument("--reason", required=True)
     reb.add_argument("--operator", default="cli")

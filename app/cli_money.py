@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import argparse
 import sys
-from datetime import date
 from pathlib import Path
 
 from app.bootstrap import one_connection
+from app.cli_args import iso_day
 from app.clock import today_local
 from app.settings import Settings
 
@@ -18,7 +18,7 @@ def cmd_collections(settings: Settings, args: argparse.Namespace) -> int:
     from billing.collections_run import run_collections
     from rating.money import format_km
 
-    day = date.fromisoformat(args.date) if args.date else today_local()
+    day = args.date or today_local()
     try:
         with one_connection(settings) as conn:
             conn.autocommit = True
@@ -39,7 +39,7 @@ def cmd_aging(settings: Settings, args: argparse.Namespace) -> int:
     from billing.aging import BUCKETS, aging_report
     from rating.money import format_km
 
-    as_of = date.fromisoformat(args.as_of) if args.as_of else today_local()
+    as_of = args.as_of or today_local()
     with one_connection(settings) as conn:
         report = aging_report(conn, as_of, args.customer)
     print(f"{'customer':<12}" + "".join(f"{b:>12}" for b in BUCKETS) + f"{'total':>12}")
@@ -86,7 +86,7 @@ def cmd_trial_balance(settings: Settings, args: argparse.Namespace) -> int:
     from billing.ledger_reports import trial_balance
     from rating.money import format_km
 
-    as_of = date.fromisoformat(args.as_of) if args.as_of else today_local()
+    as_of = args.as_of or today_local()
     with one_connection(settings) as conn:
         tb = trial_balance(conn, as_of)
     print(f"trial balance as of {as_of}")
@@ -168,7 +168,7 @@ def cmd_reverse_payment(settings: Settings, args: argparse.Namespace) -> int:
     from billing import BillingError
     from billing.payment_corrections import reverse_payment
 
-    on = date.fromisoformat(args.on) if args.on else today_local()
+    on = args.on or today_local()
     try:
         with one_connection(settings) as conn, conn.transaction():
             r = reverse_payment(conn, args.payment_id, reason=args.reason, on=on,
@@ -187,7 +187,7 @@ def cmd_refund_credit(settings: Settings, args: argparse.Namespace) -> int:
     from billing.payment_corrections import refund_credit
     from rating.money import parse_amount_fen
 
-    on = date.fromisoformat(args.on) if args.on else today_local()
+    on = args.on or today_local()
     try:
         amount = parse_amount_fen(args.amount)
         with one_connection(settings) as conn, conn.transaction():
@@ -209,7 +209,7 @@ def cmd_close_preview(settings: Settings, args: argparse.Namespace) -> int:
     from billing.close_preview import preview_close_report
     from rating.money import format_km
 
-    issued_on = date.fromisoformat(args.issued_on) if args.issued_on else today_local()
+    issued_on = args.issued_on or today_local()
     try:
         with one_connection(settings) as conn:
             p = preview_close_report(conn, args.period, issued_on=issued_on,
@@ -254,10 +254,10 @@ def cmd_interest_policy(settings: Settings, args: argparse.Namespace) -> int:
 
 def add_money_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     col = sub.add_parser("collections", help="daily collections run: reminders → court")
-    col.add_argument("--date", help="YYYY-MM-DD (default: today)")
+    col.add_argument("--date", type=iso_day, help="YYYY-MM-DD (default: today)")
     col.set_defaults(func=cmd_collections)
     aging = sub.add_parser("aging", help="aging report of receivables")
-    aging.add_argument("--as-of", help="YYYY-MM-DD (default: today)")
+    aging.add_argument("--as-of", type=iso_day, help="YYYY-MM-DD (default: today)")
     aging.add_argument("--customer")
     aging.set_defaults(func=cmd_aging)
     letter = sub.add_parser("letter", help="write a collections letter as PDF")
@@ -269,7 +269,7 @@ def add_money_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser])
     stmt.add_argument("--channel", default="bank", help="bank | posta | …")
     stmt.set_defaults(func=cmd_import_statement)
     tb = sub.add_parser("trial-balance", help="trial balance of the general ledger")
-    tb.add_argument("--as-of", help="YYYY-MM-DD (default: today)")
+    tb.add_argument("--as-of", type=iso_day, help="YYYY-MM-DD (default: today)")
     tb.set_defaults(func=cmd_trial_balance)
     exp = sub.add_parser("ledger-export", help="journal entries as CSV for the accounting system")
     exp.add_argument("--period", required=True, help="YYYY or YYYY-MM")
@@ -292,7 +292,7 @@ def add_money_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser])
     rev.add_argument("payment_id")
     rev.add_argument("--reason", required=True)
     rev.add_argument("--operator", required=True)
-    rev.add_argument("--on", help="YYYY-MM-DD (default: today)")
+    rev.add_argument("--on", type=iso_day, help="YYYY-MM-DD (default: today)")
     rev.add_argument("--rematch-to", help="the right customer (default: back to the queue)")
     rev.set_defaults(func=cmd_reverse_payment)
     ref = sub.add_parser("refund-credit", help="pay back a customer's credit")
@@ -300,11 +300,11 @@ def add_money_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser])
     ref.add_argument("amount", help="KM, e.g. 12.50")
     ref.add_argument("--reason", required=True)
     ref.add_argument("--operator")
-    ref.add_argument("--on", help="YYYY-MM-DD (default: today)")
+    ref.add_argument("--on", type=iso_day, help="YYYY-MM-DD (default: today)")
     ref.set_defaults(func=cmd_refund_credit)
     prev = sub.add_parser("close-preview", help="what the close would invoice (writes nothing)")
     prev.add_argument("period", help="YYYY-MM")
-    prev.add_argument("--issued-on", help="YYYY-MM-DD (default: today)")
+    prev.add_argument("--issued-on", type=iso_day, help="YYYY-MM-DD (default: today)")
     prev.add_argument("-v", "--verbose", action="store_true", help="one line per invoice")
     prev.set_defaults(func=cmd_close_preview)
     pol = sub.add_parser("interest-policy", help="late-payment interest on invoices: show/set")

@@ -118,3 +118,19 @@ def test_operator_create(
     assert "password" in capsys.readouterr().err
     with psycopg.connect(db_url) as conn:
         assert conn.execute("SELECT count(*) FROM operators").fetchone() == (1,)
+
+
+@pytest.mark.parametrize("argv", [
+    ["close", "--period", "2026-03", "--issued-on", "2026-13-01"],
+    ["aging", "--as-of", "yesterday"],
+    ["reverse-payment", "P1", "--reason", "x", "--operator", "y", "--on", "1.4.2026"],
+    ["rebill", "--tariff", "EL-HH", "--from", "2026-02-30", "--to", "2026-03-31",
+     "--document", "d.json", "--reason", "r"],
+])
+def test_a_bad_date_is_a_usage_error_naming_the_option(
+    argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    assert exit_.value.code == 2
+    assert "not a date YYYY-MM-DD" in capsys.readouterr().err
