@@ -10,7 +10,10 @@
   debit customer credit (4310), credit the bank.
 
 The customer's credit is settled in the same transaction (`billing.customer_credit`).
-Functions write in the caller's transaction and commit nothing.
+Every new row is reported on ``billing.payments.v1`` through the transactional outbox
+(`billing.outbox.add_payment_events`): the reversal and the refund with ``kind`` and their
+negative amount, a re-matched payment as a payment. Functions write in the caller's
+transaction and commit nothing.
 """
 
 from __future__ import annotations
@@ -31,8 +34,10 @@ from billing.customer_credit import (
 )
 from billing.ledger import Chart, EntryDraft, LineDraft, PaymentFacts, load_chart, reversal_of
 from billing.ledger_posting import lock_counters, post_entries, post_payments
+from billing.outbox import add_payment_events
 from rating.calendar import LOCAL_TZ
 from rating.money import format_km
+from schemas.contracts import PAYMENTS
 
 REVERSAL, REMATCH, REFUND = "STORNO/", "PREKNJ/", "POVRAT/"
 MAX_REFUND_FEN = 100_000_000_000
@@ -115,6 +120,7 @@ def reverse_payment(
                    VALUES (%s, 'unmatched', 'reversal', %s, %s, %s, %s, %s)""",
                 (new_id, paid_on, amount, reference,
                  f"reversed from customer {customer} by {who}: {why}"[:500], when))
+        _report(conn, [reversal_id] + ([new_id] if rematch_to else []))
     return ReversalResult(payment_id, reversal_id, customer, int(amount),
                           new_id if rematch_to else None, rematch_to,
                           None if rematch_to else new_id)
@@ -175,7 +181,26 @@ def refund_credit(
         book_moves(conn, [CreditMove(customer_id, on, -amount_fen, "refund",
                                      counter_account=full.channel_account(channel),
                                      about=refund_id)], chart=full)
+        _report(conn, [refund_id])
     return refund_id
+
+
+def _report(conn: psycopg.Connection, payment_ids: list[str]) -> None:
+    """Payment events for the new rows, with the row's ``kind`` when it is not a payment.
+
+    `add_payment_events` builds the payload from the payments row but (still) without its
+    kind, and the contract refuses a negative amount without one; until it does, the kind is
+    added here to the events just written (a no-op once the payload carries it, and for a
+    row whose payload is built only when it is published)."""
+    before = conn.execute("SELECT coalesce(max(event_id), 0) FROM outbox_events").fetchone()
+    add_payment_events(conn, payment_ids)
+    conn.execute(
+        """UPDATE outbox_events o SET payload = o.payload || jsonb_build_object('kind', p.kind)
+           FROM payments p
+           WHERE o.event_id > %s AND o.topic = %s AND o.payload IS NOT NULL
+             AND NOT o.payload ? 'kind' AND p.payment_id = o.payload->>'payment_id'
+             AND p.payment_id = ANY(%s) AND p.kind <> 'payment'""",
+        (before[0] if before else 0, PAYMENTS, payment_ids))
 
 
 def corrections(conn: psycopg.Connection, customer_id: str) -> list[dict[str, Any]]:

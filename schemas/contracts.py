@@ -141,6 +141,7 @@ class PaymentV1(TypedDict):
     channel: str
     status: Literal["received", "matched", "unmatched", "reversed"]
     currency: NotRequired[Literal["BAM"]]
+    kind: NotRequired[Literal["payment", "reversal", "refund"]]  # absent: a payment
 
 
 class SourceDocumentV1(TypedDict):

@@ -23,6 +23,7 @@ from billing.ledger import load_chart
 from billing.ledger_posting import post_missing
 from billing.payment_corrections import refund_credit, reverse_payment
 from billing.payments import balance_fen, record_payments
+from schemas.contracts import PAYMENTS, validate
 from tests.integration.test_close import MARCH_READS, push, seed
 
 # March close (test_close.py): 100001 owes 81.49 KM, 100002 4.62 KM, 200001 25.01 KM.
@@ -165,6 +166,44 @@ def test_refund_pays_back_credit_only(conn: psycopg.Connection) -> None:
     [state] = invoice_states(conn, "100001", APRIL_20)
     assert state.status == "paid"  # the refund takes back only the surplus
     assert balanced(conn)
+
+
+def payment_events(conn: psycopg.Connection, after: int = 0) -> list[tuple[str, dict]]:
+    return [(k, p) for k, p in conn.execute(
+        "SELECT key, payload FROM outbox_events WHERE topic = %s AND event_id > %s"
+        " ORDER BY event_id", (PAYMENTS, after))]
+
+
+def last_event(conn: psycopg.Connection) -> int:
+    row = conn.execute("SELECT coalesce(max(event_id), 0) FROM outbox_events").fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def test_reversal_and_refund_are_reported_as_payment_events(conn: psycopg.Connection) -> None:
+    pay(conn, "P1", "100.00", "100001")  # meant for 200001
+    pay(conn, "P2", "30.00", "100002")
+    start = last_event(conn)
+    with pytest.raises(BillingError, match="already customer"):  # refused: no event
+        reverse_payment(conn, "P1", reason="x", on=APRIL_20, operator="b", rematch_to="100001")
+    assert payment_events(conn, start) == []
+    reverse_payment(conn, "P1", reason="uplata kupca 200001", on=APRIL_20, operator="bojan",
+                    rematch_to="200001")
+    reverse_payment(conn, "P2", reason="nepoznat uplatilac", on=APRIL_20, operator="bojan")
+    refund_id = refund_credit(conn, "200001", 7499, reason="povrat preplate", on=APRIL_20,
+                              operator="bojan")
+    conn.commit()
+    found = payment_events(conn, start)
+    for _key, payload in found:
+        validate(PAYMENTS, payload)
+    assert [(k, p["payment_id"], p["paid_on"], p["amount"], p.get("kind"), p["status"])
+            for k, p in found] == [
+        ("100001", "STORNO/P1", "2026-04-20", "-100.00", "reversal", "matched"),
+        ("200001", "PREKNJ/P1", "2026-04-10", "100.00", None, "matched"),  # a payment
+        ("100002", "STORNO/P2", "2026-04-20", "-30.00", "reversal", "matched"),
+        ("200001", refund_id, "2026-04-20", "-74.99", "refund", "matched")]
+    # the queued PREKNJ/P2 is reported once a clerk records it, not before
+    assert "PREKNJ/P2" not in {p["payment_id"] for _k, p in found}
 
 
 # ---- operator API -----------------------------------------------------------------------

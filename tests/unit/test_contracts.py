@@ -417,3 +417,34 @@ def test_invoice_carries_interest_and_corrections_of_earlier_periods() -> None:
     pay["payment_id"] = "X" * 141
     with pytest.raises(SchemaError, match=r"^\$\.payment_id"):
         validate("billing.payments.v1", pay)
+
+
+@pytest.mark.parametrize(("kind", "amount", "error"), [
+    (None, "8.78", None),  # every payment event before `kind` existed stays valid
+    ("payment", "8.78", None),
+    ("reversal", "-8.78", None),
+    ("refund", "-0.01", None),
+    (None, "-8.78", "$.amount: has the wrong form (Amount in KM greater than zero"),
+    ("payment", "-8.78", "$.amount: has the wrong form (Amount in KM greater than zero"),
+    ("reversal", "8.78", "$.amount: has the wrong form (Amount in KM below zero"),
+    ("refund", "-0.00", "$.amount: has the wrong form (Amount in KM below zero"),
+    ("refund", "0.00", "$.amount: has the wrong form (Amount in KM below zero"),
+    ("storno", "-8.78", "$.kind: must be one of"),
+])
+def test_payment_kind_and_the_sign_of_its_amount(kind: str | None, amount: str,
+                                                 error: str | None) -> None:
+    # #5: reversals and refunds are negative payment rows; only they may be negative
+    doc = _example("billing.payments.v1")
+    doc["amount"] = amount
+    if kind is not None:
+        doc["kind"] = kind
+    reference = jsonschema.Draft202012Validator(TOPICS["billing.payments.v1"])
+    if error is None:
+        validate("billing.payments.v1", doc)
+        reference.validate(doc)
+        return
+    with pytest.raises(SchemaError) as err:
+        validate("billing.payments.v1", doc)
+    assert str(err.value).startswith(error), str(err.value)
+    with pytest.raises(jsonschema.ValidationError):
+        reference.validate(doc)
