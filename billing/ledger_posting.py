@@ -3,8 +3,10 @@
 Entry numbers ``YYYY-NNNNNN`` (year of the entry date) have no gaps: the year's counter row
 is locked and advanced in the same transaction as the entries it numbers, like invoice
 numbers. A document (kind, source document) is booked once: posting it again books
-nothing and returns None for it. The database refuses, at commit, an entry that does not
-balance, and any change to a posted entry.
+nothing and returns None for it. The lines of an entry are written before the entry row,
+which posts it: the database refuses an entry that does not balance (when its row is
+written), a line added to a posted entry, a line whose entry never comes (at commit), and
+any change to a posted entry (migration 0022).
 
 Lock order, to stay free of deadlocks: journal counters by ascending year. A caller that
 writes other rows before posting (payments) takes the counters first (`lock_counters`).
@@ -15,6 +17,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from datetime import date
+from typing import Any
 
 import psycopg
 
@@ -162,20 +165,33 @@ def _already_booked(conn: psycopg.Connection, entries: Sequence[EntryDraft]
 
 
 def _write(conn: psycopg.Connection, new: list[tuple[str, EntryDraft]]) -> None:
+    """Lines first, then the entries: writing an entry row posts it, and the database
+    checks each new entry's lines then (migration 0022). COPY text is formatted in bulk."""
+    lines = [
+        f"{number}\t{no}\t{ln.account}\t{_text(ln.customer_id)}\t{ln.debit_fen}\t{ln.credit_fen}"
+        for number, e in new for no, ln in enumerate(e.lines, start=1)
+    ]
+    entries = [
+        f"{number}\t{e.entry_date.year}\t{int(number.rsplit('-', 1)[1])}\t{e.entry_date}\t{e.kind}"
+        f"\t{_text(e.source_document)}\t{_text(e.description[:200])}"
+        for number, e in new
+    ]
     with conn.cursor() as cur:
-        with cur.copy(
-            "COPY journal_entries (entry_number, year, seq, entry_date, kind, source_document,"
-            " description) FROM STDIN"
-        ) as copy:
-            for number, e in new:
-                year, seq = number.split("-")
-                copy.write_row((number, int(year), int(seq), e.entry_date, e.kind,
-                                e.source_document, e.description[:200]))
-        with cur.copy(
-            "COPY journal_lines (entry_number, line_no, account, customer_id, debit_fen,"
-            " credit_fen) FROM STDIN"
-        ) as copy:
-            for number, e in new:
-                for no, ln in enumerate(e.lines, start=1):
-                    copy.write_row((number, no, ln.account, ln.customer_id, ln.debit_fen,
-                                    ln.credit_fen))
+        _copy(cur, "COPY journal_lines (entry_number, line_no, account, customer_id, debit_fen,"
+                   " credit_fen) FROM STDIN", lines)
+        _copy(cur, "COPY journal_entries (entry_number, year, seq, entry_date, kind,"
+                   " source_document, description) FROM STDIN", entries)
+
+
+_ESCAPE = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+
+def _text(value: str | None) -> str:
+    """A value in COPY's text format (None is NULL)."""
+    return "\\N" if value is None else value.translate(_ESCAPE)
+
+
+def _copy(cur: psycopg.Cursor[Any], statement: str, rows: list[str], chunk: int = 20_000) -> None:
+    with cur.copy(statement) as copy:
+        for i in range(0, len(rows), chunk):
+            copy.write("\n".join(rows[i:i + chunk]) + "\n")

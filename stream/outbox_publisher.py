@@ -2,10 +2,12 @@
 rows → Kafka, then stamped `published_at`.
 
 One batch is one transaction: the rows are locked (``FOR UPDATE SKIP LOCKED``, so two
-publishers never send the same batch), every payload is checked against its topic's JSON
-Schema, the valid ones are produced with an idempotent producer (``acks=all``) keyed by the
-row's key, and only those Kafka acknowledged are stamped. A payload that breaks its
-contract is never sent: the row gets `error` and waits for a person. If the process dies
+publishers never send the same batch), the payloads of claim-check rows (a document id,
+no payload) are built from their immutable documents in bulk, every payload is checked
+against its topic's JSON Schema, the valid ones are produced with an idempotent producer
+(``acks=all``) keyed by the row's key, and only those Kafka acknowledged are stamped. A
+payload that breaks its contract (or a claim check whose document is missing) is never
+sent: the row gets `error` and waits for a person. If the process dies
 between Kafka's acknowledgement and the commit, the batch is sent again on the next run
 (at least once); consumers deduplicate by the business key in the payload (invoice number,
 payment id, entry number), as every consumer of this platform does.
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections import defaultdict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -23,6 +26,7 @@ import orjson
 import psycopg
 from confluent_kafka import KafkaError, Message, Producer
 
+from billing.outbox import PAYLOADS, build_payloads
 from ingest.kafka_producer import DEFAULT_CONFIG
 from schemas import SchemaError
 from schemas.contracts import validate
@@ -30,7 +34,7 @@ from schemas.contracts import validate
 log = logging.getLogger(__name__)
 
 _PENDING = """
-SELECT event_id, topic, key, payload::text FROM outbox_events
+SELECT event_id, topic, key, payload::text, document FROM outbox_events
 WHERE published_at IS NULL AND error IS NULL
 ORDER BY event_id LIMIT %s FOR UPDATE SKIP LOCKED
 """
@@ -79,7 +83,13 @@ class OutboxPublisher:
             acked: list[int] = []
             refused: list[tuple[int, str]] = []
             failures: list[str] = []
-            for event_id, topic, key, text in rows:
+            texts = _payloads(conn, rows)
+            for event_id, topic, key, *_ in rows:
+                text = texts.get(event_id)
+                if text is None:
+                    refused.append((event_id, f"{topic}: no document to build the payload"
+                                               f" from (document {_doc(rows, event_id)!r})"))
+                    continue
                 payload = orjson.loads(text)
                 try:
                     validate(topic, payload)
@@ -132,6 +142,26 @@ class OutboxPublisher:
             self._producer.purge()
             self._producer.poll(0)
         return left
+
+
+def _payloads(conn: psycopg.Connection, rows: list[tuple[Any, ...]]) -> dict[int, str]:
+    """event id → payload text: the row's own payload, or, for a claim check, the payload
+    built from its document (one query per topic for the whole batch)."""
+    out: dict[int, str] = {}
+    claims: dict[str, list[tuple[int, str]]] = defaultdict(list)
+    for event_id, topic, _key, text, document in rows:
+        if text is not None:
+            out[event_id] = text
+        elif topic in PAYLOADS:
+            claims[topic].append((event_id, document))
+    for topic, wanted in claims.items():
+        built = build_payloads(conn, topic, sorted({doc for _, doc in wanted}))
+        out.update((event_id, built[doc]) for event_id, doc in wanted if doc in built)
+    return out
+
+
+def _doc(rows: list[tuple[Any, ...]], event_id: int) -> str | None:
+    return next((r[4] for r in rows if r[0] == event_id), None)
 
 
 def _on_delivery(event_id: int, acked: list[int], failures: list[str]

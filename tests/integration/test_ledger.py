@@ -1,5 +1,6 @@
 """The general ledger on a real PostgreSQL: the close and payments book entries in their own
-transaction; numbers without gaps; immutability; balance checked at commit; reports."""
+transaction; numbers without gaps; immutability; balance checked once per entry (migration
+0022: lines first, then the entry row); reports."""
 
 from __future__ import annotations
 
@@ -164,34 +165,100 @@ def test_posted_entries_are_immutable(conn: psycopg.Connection) -> None:
     assert conn.execute("SELECT count(*) FROM journal_lines").fetchone() == (11,)
 
 
+def _raw_lines(conn: psycopg.Connection, number: str, lines: list[tuple[str, int, int]],
+               first_no: int = 1) -> None:
+    for no, (account, debit, credit) in enumerate(lines, start=first_no):
+        conn.execute("INSERT INTO journal_lines (entry_number, line_no, account, debit_fen,"
+                     " credit_fen) VALUES (%s, %s, %s, %s, %s)",
+                     (number, no, account, debit, credit))
+
+
 def _raw_entry(conn: psycopg.Connection, seq: int, lines: list[tuple[str, int, int]]) -> None:
+    """An entry in raw SQL, one statement per line: the lines first, then the entry row."""
+    _raw_lines(conn, f"2026-{seq:06d}", lines)
     conn.execute("INSERT INTO journal_entries (entry_number, year, seq, entry_date, kind,"
                  " source_document) VALUES (%s, 2026, %s, '2026-04-05', 'adjustment', %s)",
                  (f"2026-{seq:06d}", seq, f"ADJ-{seq}"))
-    for no, (account, debit, credit) in enumerate(lines, start=1):
-        conn.execute("INSERT INTO journal_lines VALUES (%s, %s, %s, NULL, %s, %s)",
-                     (f"2026-{seq:06d}", no, account, debit, credit))
 
 
-def test_balance_is_checked_at_commit(conn: psycopg.Connection) -> None:
-    # lines one statement at a time: unbalanced in between, balanced at commit: accepted
+def _refused(conn: psycopg.Connection, match: str, *, at_commit: bool = False,
+             sql: str | None = None) -> psycopg.Error:
+    """The statement (or the commit) fails with an integrity-constraint violation (SQLSTATE
+    class 23) whose message matches; the transaction is rolled back."""
+    with pytest.raises(psycopg.errors.IntegrityError, match=match) as caught:
+        if sql is not None:
+            conn.execute(sql)
+        if at_commit:
+            conn.commit()
+    conn.rollback()
+    assert caught.value.sqlstate is not None and caught.value.sqlstate.startswith("23")
+    return caught.value
+
+
+def test_balance_is_checked_once_per_entry(conn: psycopg.Connection) -> None:
+    # lines one statement at a time (unbalanced in between), then the entry: accepted
     _raw_entry(conn, 4, [("2110", 100, 0), ("6010", 0, 60), ("4700", 0, 40)])
     conn.commit()
-    _raw_entry(conn, 5, [("2110", 100, 0), ("6010", 0, 99)])
+    # unbalanced: refused when the entry row is written, not only at commit
     with pytest.raises(psycopg.errors.IntegrityConstraintViolation,
                        match="2026-000005 does not balance: debits 100 ≠ credits 99"):
-        conn.commit()
-    _raw_entry(conn, 5, [])
-    with pytest.raises(psycopg.errors.IntegrityConstraintViolation, match="0 lines"):
-        conn.commit()
-    # a line added later to a posted entry unbalances it: refused
-    conn.execute("INSERT INTO journal_lines VALUES ('2026-000001', 6, '6010', NULL, 0, 1)")
-    with pytest.raises(psycopg.errors.IntegrityConstraintViolation, match="2026-000001"):
-        conn.commit()
-    with pytest.raises(psycopg.errors.CheckViolation):
-        conn.execute("INSERT INTO journal_lines VALUES ('2026-000001', 7, '6010', NULL, 5, 5)")
+        _raw_entry(conn, 5, [("2110", 100, 0), ("6010", 0, 99)])
     conn.rollback()
+    # a single line, or none: refused
+    with pytest.raises(psycopg.errors.IntegrityConstraintViolation, match="1 lines"):
+        _raw_entry(conn, 5, [("2110", 100, 0)])
+    conn.rollback()
+    with pytest.raises(psycopg.errors.IntegrityConstraintViolation, match="0 lines"):
+        _raw_entry(conn, 5, [])
+    conn.rollback()
+    # several entries in one statement: the unbalanced one is named
+    _raw_lines(conn, "2026-000005", [("2110", 7, 0), ("6010", 0, 7)])
+    _raw_lines(conn, "2026-000006", [("2110", 7, 0), ("6010", 0, 6)])
+    _refused(conn, "2026-000006 does not balance", sql=(
+        "INSERT INTO journal_entries (entry_number, year, seq, entry_date, kind, source_document)"
+        " VALUES ('2026-000005', 2026, 5, '2026-04-05', 'adjustment', 'A-5'),"
+        " ('2026-000006', 2026, 6, '2026-04-05', 'adjustment', 'A-6')"))
+    # a line added later to a posted entry (even a balanced pair): refused at once
+    _refused(conn, "entry 2026-000001 is posted", sql=(
+        "INSERT INTO journal_lines (entry_number, line_no, account, debit_fen, credit_fen)"
+        " VALUES ('2026-000001', 6, '6010', 5, 0), ('2026-000001', 7, '6010', 0, 5)"))
+    # ... also to an entry posted earlier in the same transaction
+    _raw_entry(conn, 5, [("2110", 100, 0), ("6010", 0, 100)])
+    _refused(conn, "entry 2026-000005 is posted", sql=(
+        "INSERT INTO journal_lines (entry_number, line_no, account, debit_fen, credit_fen)"
+        " VALUES ('2026-000005', 3, '6010', 1, 0)"))
+    # lines whose entry never comes: refused at commit (deferred foreign key)
+    _raw_lines(conn, "2026-000009", [("2110", 100, 0), ("6010", 0, 100)])
+    _refused(conn, "journal_lines_entry_fkey", at_commit=True)
+    # a line cannot pose as another transaction's
+    _refused(conn, "posted_xact must be", sql=(
+        "INSERT INTO journal_lines (entry_number, line_no, account, debit_fen, credit_fen,"
+        " posted_xact) VALUES ('2026-000005', 1, '6010', 1, 0, '0')"))
+    _raw_lines(conn, "2026-000005", [("2110", 100, 0), ("6010", 0, 100)])
+    _refused(conn, "posted_xact must be", sql=(
+        "INSERT INTO journal_entries (entry_number, year, seq, entry_date, kind, source_document,"
+        " posted_xact) VALUES ('2026-000005', 2026, 5, '2026-04-05', 'adjustment', 'A-5', '7')"))
+    with pytest.raises(psycopg.errors.CheckViolation):
+        conn.execute("INSERT INTO journal_lines (entry_number, line_no, account, debit_fen,"
+                     " credit_fen) VALUES ('2026-000005', 7, '6010', 5, 5)")
+    conn.rollback()
+    assert conn.execute("SELECT count(*), sum(debit_fen) - sum(credit_fen) FROM journal_lines"
+                        ).fetchone() == (11 + 3, 0)
     assert conn.execute("SELECT count(*) FROM journal_entries").fetchone() == (4,)
+
+
+def test_a_line_cannot_join_an_entry_another_transaction_posts(
+        conn: psycopg.Connection, db_url: str) -> None:
+    # T1 writes lines for 2026-000004 while T2 posts an entry of that number: T1's lines
+    # pass their own check (T2's entry is not visible yet), but they are T1's lines and
+    # can only belong to an entry T1 posts, so T1's commit is refused.
+    _raw_lines(conn, "2026-000004", [("2110", 0, 3), ("6010", 3, 0)], first_no=8)
+    with psycopg.connect(db_url) as other:
+        _raw_entry(other, 4, [("2110", 100, 0), ("6010", 0, 100)])
+        other.commit()
+    _refused(conn, "journal_lines_entry_fkey", at_commit=True)
+    assert conn.execute("SELECT count(*), sum(debit_fen) - sum(credit_fen) FROM journal_lines"
+                        " WHERE entry_number = '2026-000004'").fetchone() == (2, 0)
 
 
 def _adjustment(source: str, day: date, amount: int = 100) -> EntryDraft:

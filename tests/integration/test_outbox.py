@@ -18,7 +18,7 @@ from app.cli import main
 from billing.bank_import import import_statement
 from billing.close_hooks import CloseContext, WrittenInvoice
 from billing.closer import close_period
-from billing.outbox import invoice_events_after_write
+from billing.outbox import build_payloads, invoice_events_after_write
 from rating.money import format_km, format_price, format_quantity
 from schemas.contracts import INVOICES, LEDGER, PAYMENTS, validate
 from stream.outbox_publisher import OutboxPublisher
@@ -33,8 +33,12 @@ CSV = (b"transaction_id;paid_on;amount;reference;customer_code\n"
 
 
 def events(conn: psycopg.Connection, topic: str) -> list[tuple[str, dict[str, Any]]]:
-    return [(k, p) for k, p in conn.execute(
-        "SELECT key, payload FROM outbox_events WHERE topic = %s ORDER BY event_id", (topic,))]
+    """(key, payload) of the topic's events; a claim-check row's payload is built from its
+    document, as the publisher builds it."""
+    rows = conn.execute("SELECT key, payload, document FROM outbox_events WHERE topic = %s"
+                        " ORDER BY event_id", (topic,)).fetchall()
+    built = build_payloads(conn, topic, [d for _, p, d in rows if p is None])
+    return [(k, p if p is not None else orjson.loads(built[d])) for k, p, d in rows]
 
 
 @pytest.fixture
@@ -164,6 +168,108 @@ def test_publisher_sends_every_event_once(conn: psycopg.Connection,
         got = drain(kafka_bootstrap, prefix + topic, len(want) + 1, timeout=8)
         sent = [(m.key().decode(), orjson.loads(m.value())) for m in got]
         assert sorted(sent, key=_order) == sorted(want, key=_order)
+
+
+# The payloads as the outbox stored them before the claim check (migration 0021's rows,
+# jsonb text, captured from this very scenario): the publisher must send the same.
+OLD_INVOICE_2026_000001 = (
+    '{"net": "69.65", "vat": "11.84", "lines": [{"unit": "kWh", "amount": "33.51", "line_'
+    'no": 1, "service": "electricity", "quantity": "212.345", "register": "1.8.1", "vat_r'
+    'ate": "17.00", "component": "energy_vt_higher", "unit_price": "0.1578", "description'
+    '": "Aktivna energija VT (viša sezona)", "metering_point_id": "MP1"}, {"unit": "kWh",'
+    ' "amount": "7.79", "line_no": 2, "service": "electricity", "quantity": "98.765", "re'
+    'gister": "1.8.2", "vat_rate": "17.00", "component": "energy_mt_higher", "unit_price"'
+    ': "0.0789", "description": "Aktivna energija MT (viša sezona)", "metering_point_id":'
+    ' "MP1"}, {"unit": "month", "amount": "3.50", "line_no": 3, "service": "electricity",'
+    ' "quantity": "1.000", "register": null, "vat_rate": "17.00", "component": "metering_'
+    'point_fee", "unit_price": "3.50", "description": "Naknada za mjerno mjesto", "meteri'
+    'ng_point_id": "MP1"}, {"unit": "m3", "amount": "13.35", "line_no": 4, "service": "wa'
+    'ter", "quantity": "12.500", "register": "8.0", "vat_rate": "17.00", "component": "wa'
+    'ter_sewage", "unit_price": "1.068376", "description": "Voda i kanalizacija", "meteri'
+    'ng_point_id": "MP1"}, {"unit": "month", "amount": "2.50", "line_no": 5, "service": "'
+    'water", "quantity": "1.000", "register": null, "vat_rate": "17.00", "component": "me'
+    'tering_point_fee", "unit_price": "2.50", "description": "Fiksna naknada po mjernom m'
+    'jestu", "metering_point_id": "MP1"}, {"unit": "month", "amount": "9.00", "line_no": '
+    '6, "service": "waste", "quantity": "1.000", "register": null, "vat_rate": "17.00", "'
+    'component": "waste_household", "unit_price": "9.00", "description": "Odvoz smeća po '
+    'domaćinstvu", "metering_point_id": "MP1"}], "total": "81.49", "due_on": "2026-04-16"'
+    ', "number": "2026-000001", "period": "2026-03", "currency": "BAM", "issued_on": "202'
+    '6-04-01", "customer_id": "100001", "vat_breakdown": [{"vat": "11.84", "base": "69.65'
+    '", "vat_rate": "17.00"}], "payment_reference": "2600000126"}'
+)
+OLD_PAYMENT_E_1 = (
+    '{"amount": "81.49", "status": "matched", "channel": "bank", "paid_on": "2026-04-10",'
+    ' "currency": "BAM", "reference": "2600000126", "payment_id": "BA391549990000000099:E'
+    '-1", "customer_id": "100001"}'
+)
+OLD_LEDGER_2026_000004 = (
+    '{"lines": [{"debit": "81.49", "credit": "0.00", "account": "2410"}, {"debit": "0.00"'
+    ', "credit": "81.49", "account": "2110", "customer_id": "100001"}], "entry_no": "2026'
+    '-000004", "entry_date": "2026-04-10", "description": "Uplata BA391549990000000099:E-'
+    '1 za račun 2026-000001", "source_document": {"id": "BA391549990000000099:E-1", "type'
+    '": "payment"}}'
+)
+
+
+def test_claim_checks_carry_no_payload_and_build_the_old_one(conn: psycopg.Connection,
+                                                               kafka_bootstrap: str) -> None:
+    close_period(conn, "2026-03", issued_on=date(2026, 4, 1))
+    import_statement(conn, STATEMENT, now=NOW)
+    conn.commit()
+    rows = conn.execute("SELECT topic, key, document, payload FROM outbox_events"
+                        " ORDER BY event_id").fetchall()
+    assert all(payload is None for *_, payload in rows)
+    assert ("billing.invoices.v1", "100001", "2026-000001", None) in rows
+    # an older row that carries its payload is still sent as it is
+    conn.execute("INSERT INTO outbox_events (topic, key, payload) VALUES (%s, 'old', %s)",
+                 (PAYMENTS, OLD_PAYMENT_E_1))
+    conn.commit()
+    prefix = f"t-{uuid.uuid4().hex[:8]}."
+    publisher = OutboxPublisher(kafka_bootstrap, topic_prefix=prefix)
+    try:
+        assert publisher.publish_pending(conn).published == len(rows) + 1
+    finally:
+        publisher.close()
+    sent = {(topic, m.key().decode()): m.value()
+            for topic in (INVOICES, PAYMENTS, LEDGER)
+            for m in drain(kafka_bootstrap, prefix + topic, 10, timeout=8)}
+    # the very bytes the publisher sent before: orjson of the stored jsonb
+    for (topic, key), old in [((INVOICES, "100001"), OLD_INVOICE_2026_000001),
+                              ((PAYMENTS, "100001"), OLD_PAYMENT_E_1),
+                              ((PAYMENTS, "old"), OLD_PAYMENT_E_1),
+                              ((LEDGER, "2026-000004"), OLD_LEDGER_2026_000004)]:
+        assert sent[topic, key] == orjson.dumps(orjson.loads(old)), (topic, key)
+    assert len(orjson.loads(sent[INVOICES, "100001"])["lines"]) == 6
+
+
+def test_build_payloads_equals_the_old_payloads(conn: psycopg.Connection) -> None:
+    """Without Kafka: the payload built from each document is the text the outbox stored."""
+    close_period(conn, "2026-03", issued_on=date(2026, 4, 1))
+    import_statement(conn, STATEMENT, now=NOW)
+    conn.commit()
+    assert build_payloads(conn, INVOICES, ["2026-000001", "2026-999999"]) == {
+        "2026-000001": OLD_INVOICE_2026_000001}
+    assert build_payloads(conn, PAYMENTS, [f"{IBAN}:E-1"]) == {f"{IBAN}:E-1": OLD_PAYMENT_E_1}
+    assert build_payloads(conn, LEDGER, ["2026-000004"]) == {
+        "2026-000004": OLD_LEDGER_2026_000004}
+
+
+def test_publisher_refuses_a_claim_check_without_document(db_url: str) -> None:
+    with psycopg.connect(db_url) as c:
+        c.execute("INSERT INTO outbox_events (topic, key, document) VALUES (%s, 'k', 'nope')",
+                  (INVOICES,))
+        with pytest.raises(psycopg.errors.CheckViolation):
+            c.execute("INSERT INTO outbox_events (topic, key) VALUES (%s, 'k')", (INVOICES,))
+        c.rollback()
+        c.execute("INSERT INTO outbox_events (topic, key, document) VALUES (%s, 'k', 'nope')",
+                  (INVOICES,))
+        c.commit()
+        publisher = OutboxPublisher("127.0.0.1:1", delivery_timeout_s=1)
+        report = publisher.publish_pending(c)
+        publisher.close(0)
+        assert (report.published, report.refused, report.failed) == (0, 1, 0)
+        error = c.execute("SELECT error FROM outbox_events").fetchone()
+        assert error is not None and "no document" in error[0] and "'nope'" in error[0]
 
 
 def _order(kv: tuple[str, dict[str, Any]]) -> tuple[str, bytes]:
