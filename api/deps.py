@@ -179,14 +179,23 @@ async def request_csrf(request: Request) -> str | None:
     return next((value for name, value in pairs if name == "csrf"), None)
 
 
+class MissingRole(Forbidden):
+    """403 of a known operator without a role the route needs (`needed`: one of them);
+    the ``/ops`` pages answer it to a browser as a page (``api.routes.operator_pages``)."""
+
+    def __init__(self, detail: str, needed: frozenset[str]) -> None:
+        super().__init__(detail)
+        self.needed = needed
+
+
 def _check_role(request: Request, who: OperatorIdentity) -> None:
     route = request.scope.get("route")
     template = str(getattr(route, "path", request.url.path))
     needed = required_roles(request.method, template)
     if not who.may(needed):
-        raise Forbidden(
+        raise MissingRole(
             f"operator {who.username} lacks a role for {request.method} {template}:"
-            f" needs one of {', '.join(sorted(needed))}"
+            f" needs one of {', '.join(sorted(needed))}", needed
         )
 
 

@@ -66,9 +66,11 @@ def _login_page(request: Request, settings: Settings, *, status: int = 200,
     fresh = not token or len(token) != 43
     if fresh:
         token = secrets.token_urlsafe(32)
+    # the language switch keeps where to go after the login (`next_url` is already safe)
     response = ops_render(request, "ops_login.html", {
         "form_csrf": token, "message": message, "notice": notice, "entered": username,
-        "next_url": next_url, "errors": errors or {}}, status=status)
+        "next_url": next_url, "errors": errors or {}}, status=status,
+        keep={"next": next_url} if next_url != "/ops" else {})
     if fresh:
         _cookie(response, LOGIN_CSRF_COOKIE, str(token), settings)
     return response

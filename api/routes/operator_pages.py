@@ -7,21 +7,25 @@
 GET /api/v1/ops/metering-points.geojson (RFC 7946 FeatureCollection).
 
 A browser without an operator session is sent to ``/ops/prijava`` (``api.deps.page_operator``);
-API clients (bearer token) get a 401 as before.
+API clients (bearer token) get a 401 as before. A browser whose operator lacks the role of
+an ``/ops`` page or form gets a 403 page with a way back (`OpsRoute`); API clients and the
+JSON routes keep the JSON 403.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Coroutine, Mapping
 from html import escape
 from typing import Annotated, Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response
+from fastapi.routing import APIRoute
 
 from api.charts import Bar, bar_chart
-from api.deps import Conn, Now, Operator, OpsPage, Today
+from api.deps import Conn, MissingRole, Now, Operator, OpsPage, Today
 from api.i18n import Formats, text
 from api.operators import OperatorIdentity, ops_csrf, required_roles
 from api.ops_queries import (
@@ -35,7 +39,28 @@ from api.routes import alerts as alert_calls
 from api.routes.pages import page_lang, redirect, render
 from rating.calendar import LOCAL_TZ
 
-router = APIRouter(include_in_schema=False)
+
+class OpsRoute(APIRoute):
+    """A route whose `MissingRole` is answered to a browser (``Accept: text/html``) with the
+    403 page when its path is an ``/ops`` page; every other answer is unchanged."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+        if not self.path.startswith("/ops"):
+            return handler
+
+        async def route(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except MissingRole as exc:
+                if "text/html" not in request.headers.get("accept", ""):
+                    raise
+                return forbidden_page(request, exc.needed)
+
+        return route
+
+
+router = APIRouter(include_in_schema=False, route_class=OpsRoute)
 SERVICE_COLORS = {"electricity": "#b45309", "water": "#1d4ed8", "waste": "#15803d",
                   "mixed": "#7c3aed", "none": "#6b7280"}
 ALERT_COLOR = "#dc2626"
@@ -49,20 +74,35 @@ def metering_points(_op: Operator, conn: Conn) -> Response:
 
 
 def ops_render(request: Request, name: str, context: dict[str, Any], status: int = 200,
-               who: OperatorIdentity | None = None) -> Response:
+               who: OperatorIdentity | None = None,
+               keep: Mapping[str, str] | None = None) -> Response:
     """The portal's renderer plus ``o(bs, en)`` (operator texts written in place), the
-    operator's name, what the menu may show, and the logout form's CSRF token for a
-    browser session."""
+    operator's name, what the menu may show, the logout form's CSRF token for a browser
+    session, and the link to the other language: it keeps the query (`keep` when given,
+    else the request's own) but ``lang``."""
     lang = page_lang(request)
 
     def o(bs: str, en: str) -> str:
         return en if lang == "en" else bs
 
+    kept = list(keep.items()) if keep is not None else [
+        (k, v) for k, v in request.query_params.multi_items() if k != "lang"]
+    other = "bs" if lang == "en" else "en"
     return render(request, name, {
         "o": o, "operator": who.username if who else None,
         "may_alerts": bool(who and who.may(required_roles("GET", "/ops/alerts"))),
         "ops_csrf": ops_csrf(who.token) if who and who.via == "cookie" and who.token else None,
+        "other_lang_href": "?" + urlencode([*kept, ("lang", other)]),
         **context}, status=status)
+
+
+def forbidden_page(request: Request, needed: frozenset[str]) -> Response:
+    """403 in the page's language: which roles would do, and the way back to ``/ops``."""
+    context: dict[str, Any] = {"needed": sorted(needed)}
+    if request.method != "GET":  # a refused form: its address shows no page in a language
+        other = "bs" if page_lang(request) == "en" else "en"
+        context["other_lang_href"] = f"/ops?lang={other}"
+    return ops_render(request, "ops_forbidden.html", context, status=403)
 
 
 def to_login(request: Request) -> Response:

@@ -5,6 +5,7 @@ timeouts, logout, audit rows, and the /ops pages sending a browser to the login.
 
 from __future__ import annotations
 
+import html
 import re
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -211,12 +212,74 @@ def test_roles_still_apply_to_a_cookie_session(pool: ConnectionPool, clock: Cloc
     with client_for(pool, clock) as c:
         browser_login(c, "bojan")
         dashboard = c.get("/ops", headers=HTML)
-        denied = c.get("/ops/alerts", headers=HTML)
+        denied = c.get("/ops/alerts")  # not a browser: the JSON answer
         post = c.post("/ops/alerts/1/potvrdi", data={"csrf": hidden_csrf(dashboard.text)})
     assert dashboard.status_code == 200 and 'href="/ops/alerts"' not in dashboard.text
     assert denied.status_code == 403
     assert "needs one of admin, clerk" in denied.json()["detail"]
-    assert post.status_code == 403
+    assert post.status_code == 403 and "needs one of" in post.json()["detail"]
+    assert rows(pool, "SELECT count(*) FROM meter_alerts WHERE state = 'open'") == [(2,)]
+
+
+def test_a_missing_role_is_a_page_for_the_browser_and_json_for_the_api(
+        pool: ConnectionPool, clock: Clock) -> None:
+    # #6: a logged-in operator without the page's role got the API's JSON in the browser
+    with client_for(pool, clock) as c:
+        browser_login(c, "bojan")  # billing: may see /ops, not the alerts
+        csrf = hidden_csrf(c.get("/ops", headers=HTML).text)
+        page = c.get("/ops/alerts", headers=HTML)
+        english = c.get("/ops/alerts?lang=en", headers=HTML)
+        form = c.post("/ops/alerts/1/potvrdi", data={"csrf": csrf}, headers=HTML)
+        api = c.get("/api/v1/operators/audit", headers=HTML)  # a JSON route stays JSON
+    assert page.status_code == 403 and page.headers["content-type"].startswith("text/html")
+    assert '<html lang="bs">' in page.text and "Pristup nije dozvoljen" in page.text
+    assert re.search(r'id="forbidden-why">[^<]*uloga:\s*admin, clerk\.', page.text)
+    assert '<a id="forbidden-back" href="/ops"' in page.text and "Natrag na pregled" in page.text
+    assert '<span id="operator-name">' not in page.text  # nothing shown of the page itself
+    assert 'data-state="open"' not in page.text
+    assert_no_inline_code(page.text)
+    assert english.status_code == 403 and '<html lang="en">' in english.text
+    assert "Access denied" in english.text and "Back to the dashboard" in english.text
+    assert 'href="?lang=bs"' in english.text
+    assert form.status_code == 403 and "Access denied" in form.text  # the language stays
+    assert 'href="/ops?lang=bs"' in form.text  # not back to the form's address
+    assert rows(pool, "SELECT count(*) FROM meter_alerts WHERE state = 'open'") == [(2,)]
+    assert api.status_code == 403 and api.headers["content-type"] == "application/json"
+    assert "needs one of admin" in api.json()["detail"]
+
+
+def test_the_language_switch_keeps_next_and_only_a_safe_one(
+        pool: ConnectionPool, clock: Clock) -> None:
+    # #6: ?lang=en on the login page dropped `next`, so the login landed on /ops
+    with client_for(pool, clock) as c:
+        sent = c.get("/ops/customers?q=amra", headers=HTML).headers["location"]
+        login = c.get(sent, headers=HTML)
+        link = re.search(r'<a href="([^"]*)" lang="en"', login.text)
+        assert link is not None
+        href = html.unescape(link.group(1))
+        assert href == "?next=%2Fops%2Fcustomers%3Fq%3Damra&lang=en"
+        english = c.get("/ops/prijava" + href, headers=HTML)
+        assert '<html lang="en">' in english.text
+        assert 'name="next" value="/ops/customers?q=amra"' in english.text
+        back = re.search(r'<a href="([^"]*)" lang="bs"', english.text)
+        assert back is not None
+        assert html.unescape(back.group(1)) == "?next=%2Fops%2Fcustomers%3Fq%3Damra&lang=bs"
+        data = {"csrf": hidden_csrf(english.text), "username": "ana", "password": PW,
+                "next": "/ops/customers?q=amra"}
+        done = c.post("/ops/prijava", data=data, headers=HTML)
+        assert (done.status_code, done.headers["location"]) == (303, "/ops/customers?q=amra")
+        c.cookies.clear()
+        for evil in ("https://evil.example/ops", "//evil.example/ops", "/ops/../pregled"):
+            page = c.get("/ops/prijava", params={"next": evil}, headers=HTML).text
+            assert 'href="?lang=en"' in page, evil  # only the safe default, never echoed
+            assert "evil" not in page and "pregled" not in page, evil
+        fresh = hidden_csrf(c.get("/ops/prijava", headers=HTML).text)
+        failed = c.post("/ops/prijava", data={**data, "csrf": fresh, "password": "wrong"},
+                        headers=HTML)
+        assert failed.status_code == 401
+        assert 'href="?next=%2Fops%2Fcustomers%3Fq%3Damra&amp;lang=en"' in failed.text
+        search = c.get("/ops/customers?q=amra&lang=bs", headers=HTML)
+        assert search.status_code == 303  # logged out: to the login, next kept
 
 
 def test_idle_and_absolute_timeouts(pool: ConnectionPool, clock: Clock) -> None:
