@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import logging
 import sys
 import threading
+from collections.abc import Iterator
 
 from app.bootstrap import Runtime
 from app.clock import now_utc
 from app.demo_load import load_demo
 from app.settings import Settings
+
+log = logging.getLogger(__name__)
 
 
 def _serve(app: object, settings: Settings) -> None:
@@ -72,11 +76,64 @@ def cmd_api(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_worker(settings: Settings, _args: argparse.Namespace) -> int:
-    """A Kafka → PostgreSQL worker (Faust); run as many as the topic has partitions."""
+    """A Kafka → PostgreSQL worker (Faust); run as many as the topic has partitions. With
+    Kafka it also publishes the outbox (`BILLING_PUBLISH_EVENTS`, see `publishing`)."""
+    from app.database import database_url
     from stream.worker import run_worker
 
-    run_worker(settings)
+    url = database_url(settings) if publishes_events(settings) else ""
+    with publishing(settings, url):
+        run_worker(settings)
     return 0
+
+
+def publishes_events(settings: Settings) -> bool:
+    """Whether this process sends the outbox: `publish_events`, by default when Kafka is
+    configured (there is nowhere to send it without)."""
+    return bool(settings.kafka_bootstrap) and settings.publish_events is not False
+
+
+@contextlib.contextmanager
+def publishing(settings: Settings, database_url: str, *, idle_seconds: float = 1.0,
+               stop_timeout_s: float = 15.0) -> Iterator[threading.Thread | None]:
+    """While inside: a thread that publishes the outbox (`stream.outbox_publisher`) when
+    `publishes_events`; on the way out it is stopped, joined and its producer flushed, so
+    the role stops cleanly. Several workers may publish at once: a batch is locked with
+    ``SKIP LOCKED``, so each event is sent by one of them."""
+    if not publishes_events(settings):
+        yield None
+        return
+    import psycopg
+
+    from stream.outbox_publisher import OutboxPublisher, run_publisher
+
+    bootstrap = str(settings.kafka_bootstrap)
+    publisher = OutboxPublisher(bootstrap, client_id="billing-outbox-worker")
+    stop = threading.Event()
+    def publish() -> None:
+        while not stop.is_set():
+            try:
+                run_publisher(lambda: psycopg.connect(database_url), publisher, stop,
+                              idle_seconds=idle_seconds)
+            except Exception:  # a Kafka client error must not end publishing for good
+                log.exception("outbox publisher failed; restarting")
+                stop.wait(5 * idle_seconds)
+
+    thread = threading.Thread(target=publish, name="outbox-publisher", daemon=True)
+    thread.start()
+    log.info("outbox publisher started (Kafka at %s)", bootstrap)
+    try:
+        yield thread
+    finally:
+        stop.set()
+        thread.join(timeout=stop_timeout_s)
+        left = publisher.close(timeout=5.0)
+        if thread.is_alive() or left:
+            log.warning("outbox publisher: stopped with %d event(s) unacknowledged%s; they"
+                        " are sent again by the next publisher", left,
+                        " (still waiting for Kafka)" if thread.is_alive() else "")
+        else:
+            log.info("outbox publisher stopped")
 
 
 def cmd_gateway(settings: Settings, _args: argparse.Namespace) -> int:
@@ -119,8 +176,9 @@ def _housekeeping(rt: Runtime, stop: threading.Event, every_s: float = 300.0) ->
 
 def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
     """Everything in one command: database, demo data on first start, API and portal,
-    meter simulator; with BILLING_KAFKA_BOOTSTRAP also a Kafka worker (and the MQTT
-    gateway when BILLING_MQTT_PASSWORD is set), otherwise the in-process chain."""
+    meter simulator; with BILLING_KAFKA_BOOTSTRAP also a Kafka worker, the outbox publisher
+    (and the MQTT gateway when BILLING_MQTT_PASSWORD is set), otherwise the in-process
+    chain."""
     import os
     import subprocess
 
@@ -194,7 +252,8 @@ def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
     for t in threads:
         t.start()
     try:
-        _serve(app, settings)
+        with publishing(settings, rt.database_url):  # the outbox, when Kafka is configured
+            _serve(app, settings)
     finally:
         stop.set()
         for t in threads:

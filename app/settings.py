@@ -51,6 +51,11 @@ class Settings(BaseSettings):
     worker_engine: Literal["aiokafka", "faust"] = Field(
         default="faust", description="the Faust agent, or the leaner batch loop on aiokafka"
     )
+    publish_events: bool | None = Field(
+        default=None,
+        description="the worker role (and `run` with Kafka) sends the outbox to Kafka; unset"
+        " = on when kafka_bootstrap is set",
+    )
     worker_batch_size: int = Field(default=5000, ge=1, le=100_000)
     worker_batch_seconds: float = Field(default=0.5, gt=0)
     mqtt_host: str = "127.0.0.1"

@@ -173,3 +173,13 @@ def test_grafana_is_provisioned_with_both_dashboards() -> None:
         assert metric in health, metric
     consumption = json.dumps(boards["consumption.json"])
     assert "FROM daily_consumption" in consumption and "FROM consumption_monthly" in consumption
+
+
+def test_the_workers_publish_the_outbox() -> None:
+    services = _compose()["services"]
+    env = services["worker"]["environment"]
+    assert env["BILLING_PUBLISH_EVENTS"] == "${BILLING_PUBLISH_EVENTS:-true}"
+    assert env["BILLING_KAFKA_BOOTSTRAP"] == "kafka:9092"  # the rest of the app's environment
+    assert env["BILLING_DATABASE_URL"].startswith("postgresql://")
+    for other in ("api", "gateway", "closer", "migrate"):  # only the workers publish
+        assert "BILLING_PUBLISH_EVENTS" not in services[other]["environment"], other
