@@ -22,6 +22,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, time
 from typing import Any
 
+import orjson
 import psycopg
 
 from billing import BillingError
@@ -34,7 +35,7 @@ from billing.customer_credit import (
 )
 from billing.ledger import Chart, EntryDraft, LineDraft, PaymentFacts, load_chart, reversal_of
 from billing.ledger_posting import lock_counters, post_entries, post_payments
-from billing.outbox import add_payment_events
+from billing.outbox import add_payment_events, build_payloads
 from rating.calendar import LOCAL_TZ
 from rating.money import format_km
 from schemas.contracts import PAYMENTS
@@ -186,21 +187,27 @@ def refund_credit(
 
 
 def _report(conn: psycopg.Connection, payment_ids: list[str]) -> None:
-    """Payment events for the new rows, with the row's ``kind`` when it is not a payment.
+    """Payment events for the new rows (claim checks, `billing.outbox`).
 
-    `add_payment_events` builds the payload from the payments row but (still) without its
-    kind, and the contract refuses a negative amount without one; until it does, the kind is
-    added here to the events just written (a no-op once the payload carries it, and for a
-    row whose payload is built only when it is published)."""
+    The payload the outbox builds for a payment carries no ``kind`` (yet), and the contract
+    refuses a negative amount without one: the event of a reversal or refund is therefore
+    written with its full payload, built here the same way plus its kind. Once the built
+    payload carries the kind, this leaves the claim checks as they are."""
     before = conn.execute("SELECT coalesce(max(event_id), 0) FROM outbox_events").fetchone()
     add_payment_events(conn, payment_ids)
-    conn.execute(
-        """UPDATE outbox_events o SET payload = o.payload || jsonb_build_object('kind', p.kind)
-           FROM payments p
-           WHERE o.event_id > %s AND o.topic = %s AND o.payload IS NOT NULL
-             AND NOT o.payload ? 'kind' AND p.payment_id = o.payload->>'payment_id'
-             AND p.payment_id = ANY(%s) AND p.kind <> 'payment'""",
-        (before[0] if before else 0, PAYMENTS, payment_ids))
+    kinds: dict[str, str] = {pid: kind for pid, kind in conn.execute(
+        "SELECT payment_id, kind FROM payments WHERE payment_id = ANY(%s)"
+        " AND kind <> 'payment'", (payment_ids,))}
+    built = {pid: orjson.loads(text)
+             for pid, text in build_payloads(conn, PAYMENTS, sorted(kinds)).items()}
+    fixed = {pid: orjson.dumps({**payload, "kind": kinds[pid]}).decode()
+             for pid, payload in built.items() if "kind" not in payload}
+    if fixed:
+        conn.execute(
+            """UPDATE outbox_events o SET payload = f.payload::jsonb, document = NULL
+               FROM unnest(%s::text[], %s::text[]) AS f(document, payload)
+               WHERE o.event_id > %s AND o.topic = %s AND o.document = f.document""",
+            (list(fixed), list(fixed.values()), before[0] if before else 0, PAYMENTS))
 
 
 def corrections(conn: psycopg.Connection, customer_id: str) -> list[dict[str, Any]]:

@@ -3,9 +3,11 @@ edits; allocations released; re-match or back to the unmatched queue; credit ref
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from datetime import UTC, date, datetime
 
+import orjson
 import psycopg
 import pytest
 from fastapi.testclient import TestClient
@@ -21,9 +23,11 @@ from billing.bank_import import resolve_unmatched
 from billing.closer import close_period
 from billing.ledger import load_chart
 from billing.ledger_posting import post_missing
+from billing.outbox import build_payloads
 from billing.payment_corrections import refund_credit, reverse_payment
 from billing.payments import balance_fen, record_payments
 from schemas.contracts import PAYMENTS, validate
+from stream.outbox_publisher import OutboxPublisher
 from tests.integration.test_close import MARCH_READS, push, seed
 
 # March close (test_close.py): 100001 owes 81.49 KM, 100002 4.62 KM, 200001 25.01 KM.
@@ -169,9 +173,13 @@ def test_refund_pays_back_credit_only(conn: psycopg.Connection) -> None:
 
 
 def payment_events(conn: psycopg.Connection, after: int = 0) -> list[tuple[str, dict]]:
-    return [(k, p) for k, p in conn.execute(
-        "SELECT key, payload FROM outbox_events WHERE topic = %s AND event_id > %s"
-        " ORDER BY event_id", (PAYMENTS, after))]
+    """(key, payload) of the payment events: the row's payload, or the one the publisher
+    builds for a claim check."""
+    rows = conn.execute("SELECT key, payload, document FROM outbox_events"
+                        " WHERE topic = %s AND event_id > %s ORDER BY event_id",
+                        (PAYMENTS, after)).fetchall()
+    built = build_payloads(conn, PAYMENTS, [d for _k, p, d in rows if p is None])
+    return [(k, p if p is not None else orjson.loads(built[d])) for k, p, d in rows]
 
 
 def last_event(conn: psycopg.Connection) -> int:
@@ -204,6 +212,23 @@ def test_reversal_and_refund_are_reported_as_payment_events(conn: psycopg.Connec
         ("200001", refund_id, "2026-04-20", "-74.99", "refund", "matched")]
     # the queued PREKNJ/P2 is reported once a clerk records it, not before
     assert "PREKNJ/P2" not in {p["payment_id"] for _k, p in found}
+
+
+def test_the_publisher_sends_reversal_and_refund_events(conn: psycopg.Connection,
+                                                         kafka_bootstrap: str) -> None:
+    pay(conn, "P1", "100.00", "100001")
+    reverse_payment(conn, "P1", reason="pogrešan kupac", on=APRIL_20, operator="bojan",
+                    rematch_to="200001")
+    refund_credit(conn, "200001", 7499, reason="povrat preplate", on=APRIL_20)
+    conn.commit()
+    publisher = OutboxPublisher(kafka_bootstrap, topic_prefix=f"t-{uuid.uuid4().hex[:8]}.")
+    try:
+        report = publisher.publish_pending(conn)
+    finally:
+        publisher.close()
+    assert (report.refused, report.failed) == (0, 0)
+    assert conn.execute("SELECT count(*) FROM outbox_events WHERE published_at IS NULL"
+                        ).fetchone() == (0,)
 
 
 # ---- operator API -----------------------------------------------------------------------
