@@ -33,13 +33,12 @@ IBAN = "BA391549990000000099"
 NOW = datetime(2026, 11, 20, 6, 0, tzinfo=UTC)
 PAID_ON = date(2026, 11, 10)
 STEPS: Targets = [
-    (bank_import, ("parse_statement", "_queued", "record_payments", "_count")),
-    (payments, ("_decode", "_invoices_by_reference", "_known_customers", "_recorded",
-                "_insert", "lock_counters", "post_payments", "settle_credit",
-                "add_payment_events")),
+    (bank_import, ("parse_statement", "_queued", "record_checked", "_queue")),
+    (payments, ("lock_counters", "_match_and_insert", "_recorded", "post_payments",
+                "settle_credit", "add_payment_events")),
 ]
 
-HOT = ("_decode", "_count")  # called per payment: process CPU only
+HOT: tuple[str, ...] = ()  # nothing is called per payment any more
 
 Invoice = tuple[str, str, int]  # customer_id, payment_reference, total_fen
 

@@ -22,7 +22,6 @@ import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 import psycopg
 
@@ -35,7 +34,14 @@ from billing.bank_parse import (
     parse_csv,
 )
 from billing.ledger import Chart
-from billing.payments import ACCEPTED, DUPLICATE, PaymentOutcome, record_payments
+from billing.payments import (
+    ACCEPTED,
+    DUPLICATE,
+    Payment,
+    PaymentOutcome,
+    record_checked,
+    record_payments,
+)
 from rating.money import format_km
 
 MAX_BYTES = 50 * 1024 * 1024
@@ -87,19 +93,28 @@ def import_statement(
     txs = [(prefix + t.transaction_id, t) for t in parsed.transactions]
     with conn.transaction():
         queued = _queued(conn, [pid for pid, _ in txs])
-        to_record: list[tuple[str, BankTransaction]] = []
-        for pid, t in txs:
+        to_record: list[tuple[int, str, BankTransaction]] = []
+        to_queue: list[_Queued] = []
+        for no, (pid, t) in enumerate(txs):
             if pid in queued:
                 report.duplicate += 1
             elif t.currency != CURRENCY:
-                _queue(conn, report, parsed, pid, t, "unmatched",
-                       f"currency {t.currency}: only {CURRENCY} is booked automatically", now)
+                to_queue.append(_Queued(no, pid, t, "unmatched", f"currency {t.currency}: only"
+                                        f" {CURRENCY} is booked automatically"))
             else:
-                to_record.append((pid, t))
-        outcomes = record_payments(conn, [_payment(pid, t) for pid, t in to_record],
-                                   channel=channel, chart=chart)
-        for (pid, t), out in zip(to_record, outcomes, strict=True):
-            _count(conn, report, parsed, pid, t, out, now)
+                to_record.append((no, pid, t))
+        outcomes = record_checked(conn, [_payment(pid, t) for _, pid, t in to_record],
+                                  channel=channel, chart=chart)
+        for (no, pid, t), out in zip(to_record, outcomes, strict=True):
+            if out.status == ACCEPTED:
+                report.matched += 1
+                report.matched_fen += t.amount_fen
+            elif out.status == DUPLICATE:
+                report.duplicate += 1
+            else:
+                to_queue.append(_Queued(no, pid, t, "flagged" if out.conflict else "unmatched",
+                                        out.reason or "not matched"))
+        _queue(conn, report, parsed, sorted(to_queue, key=lambda q: q.no), now)
     return report
 
 
@@ -149,44 +164,61 @@ def _read(source: Path | bytes) -> bytes:
 
 
 def _queued(conn: psycopg.Connection, payment_ids: list[str]) -> set[str]:
-    rows = conn.execute("SELECT payment_id FROM unmatched_payments WHERE payment_id = ANY(%s)",
-                        (payment_ids,))
+    if not payment_ids:
+        return set()
+    rows = conn.execute("SELECT q.payment_id FROM unnest(%b::text[]) AS s(payment_id)"
+                        " JOIN unmatched_payments q USING (payment_id)", (payment_ids,))
     return {r[0] for r in rows}
 
 
-def _payment(pid: str, t: BankTransaction) -> dict[str, Any]:
-    return {"payment_id": pid, "paid_on": t.paid_on.isoformat(),
-            "amount": format_km(t.amount_fen), "reference": t.reference,
-            "customer_id": t.customer_code if _CUSTOMER_CODE.match(t.customer_code or "")
-            else None}
+def _payment(pid: str, t: BankTransaction) -> Payment:
+    code = t.customer_code
+    return Payment(pid, code if code and _CUSTOMER_CODE.match(code) else None, t.paid_on,
+                   t.amount_fen, t.reference)
 
 
-def _count(conn: psycopg.Connection, report: BankImportReport, parsed: ParsedStatement,
-           pid: str, t: BankTransaction, out: PaymentOutcome, now: datetime) -> None:
-    if out.status == ACCEPTED:
-        report.matched += 1
-        report.matched_fen += t.amount_fen
-    elif out.status == DUPLICATE:
-        report.duplicate += 1
-    else:
-        kind = "flagged" if out.conflict else "unmatched"
-        _queue(conn, report, parsed, pid, t, kind, out.reason or "not matched", now)
+@dataclass(frozen=True, slots=True)
+class _Queued:
+    no: int  # place in the file
+    payment_id: str
+    t: BankTransaction
+    kind: str  # unmatched | flagged
+    reason: str
+
 
 
 def _queue(conn: psycopg.Connection, report: BankImportReport, parsed: ParsedStatement,
-           pid: str, t: BankTransaction, kind: str, reason: str, now: datetime) -> None:
-    inserted = conn.execute(
-        """INSERT INTO unmatched_payments (payment_id, kind, source, statement_id, paid_on,
-               amount_fen, currency, reference, remittance, customer_code, payer_name, reason,
-               received_at)
-           VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
-           ON CONFLICT (payment_id) DO NOTHING RETURNING payment_id""",
-        (pid, kind, parsed.format, parsed.statement_id, t.paid_on, t.amount_fen, t.currency,
-         t.reference, t.remittance, t.customer_code, t.payer_name, reason, now),
-    ).fetchone()
-    if inserted is None:  # listed twice in this file
-        report.duplicate += 1
-        return
-    setattr(report, kind, getattr(report, kind) + 1)
-    report.lines.append(f"{kind} {t.where} {pid} {format_km(t.amount_fen)} {t.currency}"
-                        f" {t.paid_on}: {reason}")
+           items: list[_Queued], now: datetime) -> None:
+    """Put `items` in the clerk's queue with one statement; an id listed twice in the file,
+    or queued meanwhile by another import, is a duplicate."""
+    first: dict[str, _Queued] = {}
+    for q in items:
+        first.setdefault(q.payment_id, q)
+    fresh = list(first.values())
+    inserted: set[str] = set()
+    if fresh:
+        cols = list(zip(*((q.payment_id, q.kind, q.t.paid_on, q.t.amount_fen, q.t.currency,
+                           q.t.reference, q.t.remittance, q.t.customer_code, q.t.payer_name,
+                           q.reason) for q in fresh), strict=True))
+        inserted = {r[0] for r in conn.execute(
+            """INSERT INTO unmatched_payments (payment_id, kind, source, statement_id, paid_on,
+                   amount_fen, currency, reference, remittance, customer_code, payer_name,
+                   reason, received_at)
+               SELECT payment_id, kind, %s, %s, paid_on, amount_fen, currency, reference,
+                      remittance, customer_code, payer_name, reason, %s
+               FROM unnest(%b::text[], %b::text[], %b::date[], %b::bigint[], %b::text[],
+                           %b::text[], %b::text[], %b::text[], %b::text[], %b::text[])
+                    WITH ORDINALITY AS q(payment_id, kind, paid_on, amount_fen, currency,
+                                         reference, remittance, customer_code, payer_name,
+                                         reason, no)
+               ORDER BY no
+               ON CONFLICT (payment_id) DO NOTHING RETURNING payment_id""",
+            (parsed.format, parsed.statement_id, now, *(list(c) for c in cols)))}
+    for q in items:
+        if first.get(q.payment_id) is not q or q.payment_id not in inserted:
+            report.duplicate += 1  # listed twice in this file, or queued meanwhile
+            continue
+        setattr(report, q.kind, getattr(report, q.kind) + 1)
+        t = q.t
+        report.lines.append(f"{q.kind} {t.where} {q.payment_id} {format_km(t.amount_fen)}"
+                            f" {t.currency} {t.paid_on}: {q.reason}")

@@ -50,9 +50,11 @@ class PaymentOutcome:
 
 
 @dataclass(frozen=True, slots=True)
-class _Payment:
+class Payment:
+    """A payment read from its source, before matching (`record_checked` checks it)."""
+
     payment_id: str
-    customer_id: str | None
+    customer_id: str | None  # the customer code given with it, 6–10 digits
     paid_on: date
     amount_fen: int
     reference: str | None  # as given, trimmed
@@ -65,61 +67,129 @@ class _Recorded:
     amount_fen: int
 
 
+# One statement matches the whole batch and inserts what is new (set-based: the cost per
+# payment is a few index probes, not a round trip). A payment's customer: the owner of the
+# invoice its reference names (if a customer code is given too, it must agree), else the
+# customer its code names. It is inserted if it has a customer, its id is not recorded yet
+# and it is the first payment of the batch with that id and a customer; ON CONFLICT covers
+# another transaction recording the same id meanwhile. Every row comes back (in input
+# order) with what Python needs to explain the ones not inserted.
+_MATCH_AND_INSERT = """
+WITH s AS (
+    SELECT * FROM unnest(%(ids)b::text[], %(codes)b::text[], %(days)b::date[],
+                         %(amounts)b::bigint[], %(keys)b::text[], %(refs)b::text[])
+             WITH ORDINALITY AS s(payment_id, code, paid_on, amount_fen, ref_key, reference, no)
+), m AS (
+    SELECT s.*, i.invoice_number, i.customer_id AS owner, c.customer_id AS known,
+           CASE WHEN i.customer_id IS NULL THEN c.customer_id
+                WHEN s.code IS NULL OR s.code = i.customer_id THEN i.customer_id END
+               AS customer_id,
+           p.customer_id AS prior_customer, p.paid_on AS prior_paid_on,
+           p.amount_fen AS prior_amount
+    FROM s
+    LEFT JOIN invoices i ON i.payment_reference = s.ref_key
+    LEFT JOIN customers c ON c.customer_id = s.code
+    LEFT JOIN payments p ON p.payment_id = s.payment_id
+), f AS (
+    SELECT m.*, customer_id IS NOT NULL AND prior_customer IS NULL
+                AND no = min(no) FILTER (WHERE customer_id IS NOT NULL)
+                         OVER (PARTITION BY payment_id) AS fresh
+    FROM m
+), ins AS (
+    INSERT INTO payments (payment_id, customer_id, paid_on, amount_fen, reference, channel)
+    SELECT payment_id, customer_id, paid_on, amount_fen, reference, %(channel)s
+    FROM f WHERE fresh ORDER BY no
+    ON CONFLICT (payment_id) DO NOTHING
+    RETURNING payment_id
+)
+SELECT f.customer_id, f.invoice_number, ins.payment_id IS NOT NULL, f.fresh,
+       f.owner, f.known, f.prior_customer, f.prior_paid_on, f.prior_amount
+FROM f LEFT JOIN ins ON f.fresh AND ins.payment_id = f.payment_id
+ORDER BY f.no
+"""
+
+
 def record_payments(
     conn: psycopg.Connection, payments: Sequence[Mapping[str, Any]], *, channel: str,
     chart: Chart | None = None,
 ) -> list[PaymentOutcome]:
-    """Match and store payments and book the accepted ones with `chart` (default: the
-    packaged chart of accounts); see the module docstring. Commits nothing."""
+    """Decode, match and store payments given as objects (``payment_id``, ``paid_on``
+    YYYY-MM-DD, ``amount`` in KM as a decimal string, optional ``customer_id`` and
+    ``reference``) and book the accepted ones with `chart` (default: the packaged chart of
+    accounts); see the module docstring. Commits nothing."""
+    outcomes: list[PaymentOutcome | None] = [None] * len(payments)
+    decoded: list[tuple[int, Payment]] = []
+    for i, obj in enumerate(payments):
+        try:
+            decoded.append((i, _decode(obj)))
+        except BillingError as exc:
+            outcomes[i] = PaymentOutcome(REJECTED, str(exc), _payment_id_of(obj))
+    recorded = record_checked(conn, [p for _, p in decoded], channel=channel, chart=chart)
+    for (i, _), out in zip(decoded, recorded, strict=True):
+        outcomes[i] = out
+    return [o or PaymentOutcome(REJECTED, "not processed") for o in outcomes]
+
+
+def record_checked(
+    conn: psycopg.Connection, payments: Sequence[Payment], *, channel: str,
+    chart: Chart | None = None,
+) -> list[PaymentOutcome]:
+    """Match, store and book `payments` (already read: a bank statement's, say) with one
+    statement for the batch; one outcome per payment, in order. Commits nothing."""
     if not isinstance(channel, str) or not channel.strip():
         raise BillingError("channel: is required")
     outcomes: list[PaymentOutcome | None] = [None] * len(payments)
-    parsed: list[tuple[int, _Payment]] = []
-    for i, obj in enumerate(payments):
-        try:
-            parsed.append((i, _decode(obj)))
-        except BillingError as exc:
-            outcomes[i] = PaymentOutcome(REJECTED, str(exc), _payment_id_of(obj))
-    invoices = _invoices_by_reference(conn, [p.reference for _, p in parsed if p.reference])
-    known = _known_customers(conn, [p.customer_id for _, p in parsed if p.customer_id])
-    recorded = _recorded(conn, [p.payment_id for _, p in parsed])
-    to_insert: list[tuple[int, _Payment, str, str | None]] = []
-    for i, p in parsed:
-        try:
-            customer_id, invoice_number = _match(p, invoices, known)
-        except BillingError as exc:
-            outcomes[i] = PaymentOutcome(REJECTED, str(exc), p.payment_id)
-            continue
-        mine = _Recorded(customer_id, p.paid_on, p.amount_fen)
-        prior = recorded.get(p.payment_id)
-        if prior is None:
-            recorded[p.payment_id] = mine
-            to_insert.append((i, p, customer_id, invoice_number))
+    batch: list[tuple[int, Payment]] = []
+    for i, p in enumerate(payments):
+        why = _why_invalid(p)
+        if why is None:
+            batch.append((i, p))
         else:
-            outcomes[i] = _against(p.payment_id, mine, prior, invoice_number)
-    if to_insert:  # the ledger's counters first: a fixed lock order between importers
-        lock_counters(conn, (t[1].paid_on.year for t in to_insert))
-    inserted = _insert(conn, to_insert, channel)
-    raced = [t for t in to_insert if t[1].payment_id not in inserted]
-    now_recorded = _recorded(conn, [t[1].payment_id for t in raced]) if raced else {}
-    for i, p, customer_id, invoice_number in to_insert:
-        if p.payment_id in inserted:
-            outcomes[i] = PaymentOutcome(ACCEPTED, None, p.payment_id, customer_id, invoice_number)
-        else:  # another transaction recorded the same id meanwhile
-            mine = _Recorded(customer_id, p.paid_on, p.amount_fen)
-            outcomes[i] = _against(p.payment_id, mine, now_recorded[p.payment_id], invoice_number)
-    booked = [
-        PaymentFacts(p.payment_id, customer_id, p.paid_on, p.amount_fen, channel.strip(),
-                     invoice_number)
-        for _, p, customer_id, invoice_number in to_insert if p.payment_id in inserted
-    ]
-    post_payments(conn, booked, chart=chart or load_chart())
+            outcomes[i] = PaymentOutcome(REJECTED, why, p.payment_id[:100])
+    if batch:
+        _match_and_insert(conn, batch, outcomes, channel.strip(), chart or load_chart())
+    return [o or PaymentOutcome(REJECTED, "not processed") for o in outcomes]
+
+
+def _match_and_insert(conn: psycopg.Connection, batch: list[tuple[int, Payment]],
+                      outcomes: list[PaymentOutcome | None], channel: str, chart: Chart) -> None:
+    # the ledger's counters first: a fixed lock order between importers
+    lock_counters(conn, {p.paid_on.year for _, p in batch})
+    keys = [_reference_key(p.reference) if p.reference else None for _, p in batch]
+    rows = conn.execute(_MATCH_AND_INSERT, {
+        "ids": [p.payment_id for _, p in batch],
+        "codes": [p.customer_id for _, p in batch],
+        "days": [p.paid_on for _, p in batch],
+        "amounts": [p.amount_fen for _, p in batch],
+        "keys": keys,
+        "refs": [k or p.reference for k, (_, p) in zip(keys, batch, strict=True)],
+        "channel": channel,
+    }).fetchall()
+    raced = [p.payment_id for (_, p), r in zip(batch, rows, strict=True) if r[3] and not r[2]]
+    first = _recorded(conn, raced)  # another transaction recorded these meanwhile
+    booked: list[PaymentFacts] = []
+    for (i, p), (customer_id, invoice_number, inserted, _fresh, owner, known, prior_customer,
+                 prior_paid_on, prior_amount) in zip(batch, rows, strict=True):
+        if inserted:
+            outcomes[i] = PaymentOutcome(ACCEPTED, None, p.payment_id, customer_id,
+                                         invoice_number)
+            booked.append(PaymentFacts(p.payment_id, customer_id, p.paid_on, p.amount_fen,
+                                       channel, invoice_number))
+            first[p.payment_id] = _Recorded(customer_id, p.paid_on, p.amount_fen)
+        elif customer_id is None:
+            outcomes[i] = PaymentOutcome(REJECTED, _why_unmatched(p, invoice_number, owner,
+                                                                  known), p.payment_id)
+        else:
+            prior = (_Recorded(prior_customer, prior_paid_on, int(prior_amount))
+                     if prior_customer is not None else first[p.payment_id])
+            outcomes[i] = _against(p.payment_id, _Recorded(customer_id, p.paid_on,
+                                                           p.amount_fen), prior, invoice_number)
+    post_payments(conn, booked, chart=chart)
     last_paid: dict[str, date] = {}
     for f in booked:
         last_paid[f.customer_id] = max(f.paid_on, last_paid.get(f.customer_id, f.paid_on))
     settle_credit(conn, last_paid, on=last_paid, chart=chart)  # overpayments → credit (4310)
-    add_payment_events(conn, sorted(inserted))  # outbox, same transaction
-    return [o or PaymentOutcome(REJECTED, "not processed") for o in outcomes]
+    add_payment_events(conn, sorted(f.payment_id for f in booked))  # outbox, same transaction
 
 
 def balance_fen(conn: psycopg.Connection, customer_id: str) -> int:
@@ -145,18 +215,16 @@ def _payment_id_of(obj: Any) -> str | None:
     return value.strip()[:100] if isinstance(value, str) else None
 
 
-def _decode(obj: Any) -> _Payment:
+def _decode(obj: Any) -> Payment:
     if not isinstance(obj, Mapping):
         raise BillingError("payment: must be an object")
     payment_id = obj.get("payment_id")
     if not isinstance(payment_id, str) or not payment_id.strip():
         raise BillingError("payment_id: is required (the bank's unique transaction reference)")
     payment_id = payment_id.strip()
-    if len(payment_id) > 100 or not payment_id.isprintable():
-        raise BillingError("payment_id: at most 100 printable characters")
-    if payment_id.upper().startswith(RESERVED_PREFIXES):
-        raise BillingError(f"payment_id: {payment_id!r} starts with a prefix reserved for"
-                           f" corrections ({', '.join(RESERVED_PREFIXES)})")
+    why = _why_bad_id(payment_id)
+    if why is not None:
+        raise BillingError(why)
     customer_id = obj.get("customer_id")
     if customer_id in (None, ""):
         customer_id = None
@@ -196,7 +264,7 @@ def _decode(obj: Any) -> _Payment:
         raise BillingError("reference: must be text of at most 100 characters")
     else:
         reference = reference.strip() or None
-    return _Payment(payment_id, customer_id, paid_on, amount_fen, reference)
+    return Payment(payment_id, customer_id, paid_on, amount_fen, reference)
 
 
 def _normalized(reference: str) -> str | None:
@@ -208,10 +276,43 @@ def _normalized(reference: str) -> str | None:
     return make_payment_reference(2000 + yy, seq)
 
 
-def _match(
-    p: _Payment, invoices: dict[str, tuple[str, str]], known: set[str]
-) -> tuple[str, str | None]:
-    """(customer_id, invoice_number or None) of a payment, or BillingError with the reason."""
+def _why_bad_id(payment_id: str) -> str | None:
+    if not payment_id or len(payment_id) > 100 or not payment_id.isprintable():
+        return "payment_id: at most 100 printable characters"
+    if payment_id.upper().startswith(RESERVED_PREFIXES):
+        return (f"payment_id: {payment_id!r} starts with a prefix reserved for corrections"
+                f" ({', '.join(RESERVED_PREFIXES)})")
+    return None
+
+
+def _why_invalid(p: Payment) -> str | None:
+    """What is wrong with a payment built by another reader than `_decode`, or None."""
+    why = _why_bad_id(p.payment_id)
+    if why is not None:
+        return why
+    if not 0 < p.amount_fen <= MAX_AMOUNT_FEN:
+        return (f"amount: must be greater than zero, got {format_km(p.amount_fen)!r}"
+                if p.amount_fen <= 0 else
+                f"amount: implausibly large: {format_km(p.amount_fen)!r}")
+    if p.customer_id is not None and not _CUSTOMER_ID.match(p.customer_id):
+        return f"customer_id: must be 6–10 digits, got {p.customer_id!r}"
+    if p.reference is not None and (len(p.reference) > 100 or "\x00" in p.reference):
+        return "reference: must be text of at most 100 characters"
+    return None
+
+
+def _reference_key(reference: str) -> str | None:
+    """`_normalized`, with a fast path for the compact form banks usually send."""
+    if (len(reference) == 10 and reference.isascii() and reference.isdigit()
+            and int(reference) % 97 == 1 and reference[2:8] != "000000"):
+        return reference
+    return _normalized(reference)
+
+
+def _why_unmatched(p: Payment, invoice_number: str | None, owner: str | None,
+                   known: str | None) -> str:
+    """Why no customer was found for `p`: its reference's defect, or an invoice of another
+    customer than its code names, or an unknown code, or nothing to match by."""
     why_not_reference = None
     if p.reference is not None:
         try:
@@ -219,21 +320,13 @@ def _match(
         except BillingError as exc:
             why_not_reference = str(exc)
         else:
-            found = invoices.get(_normalized(p.reference) or "")
-            if found is not None:
-                invoice_number, owner = found
-                if p.customer_id is not None and p.customer_id != owner:
-                    raise BillingError(
-                        f"reference {p.reference} is invoice {invoice_number} of customer "
-                        f"{owner}, not of customer_id {p.customer_id}"
-                    )
-                return owner, invoice_number
+            if owner is not None:
+                return (f"reference {p.reference} is invoice {invoice_number} of customer "
+                        f"{owner}, not of customer_id {p.customer_id}")
             why_not_reference = f"reference: no invoice carries reference {p.reference!r}"
-    if p.customer_id is not None:
-        if p.customer_id not in known:
-            raise BillingError(f"customer_id: unknown customer {p.customer_id}")
-        return p.customer_id, None
-    raise BillingError(why_not_reference or "customer_id or reference: one is required")
+    if p.customer_id is not None and known is None:
+        return f"customer_id: unknown customer {p.customer_id}"
+    return why_not_reference or "customer_id or reference: one is required"
 
 
 def _against(
@@ -250,25 +343,6 @@ def _against(
     )
 
 
-def _invoices_by_reference(conn: psycopg.Connection, references: list[str]
-                           ) -> dict[str, tuple[str, str]]:
-    keys = [k for k in (_normalized(r) for r in references) if k]
-    if not keys:
-        return {}
-    rows = conn.execute(
-        "SELECT payment_reference, invoice_number, customer_id FROM invoices"
-        " WHERE payment_reference = ANY(%s)", (keys,))
-    return {ref: (number, customer) for ref, number, customer in rows}
-
-
-def _known_customers(conn: psycopg.Connection, customer_ids: list[str]) -> set[str]:
-    if not customer_ids:
-        return set()
-    rows = conn.execute("SELECT customer_id FROM customers WHERE customer_id = ANY(%s)",
-                        (customer_ids,))
-    return {r[0] for r in rows}
-
-
 def _recorded(conn: psycopg.Connection, payment_ids: list[str]) -> dict[str, _Recorded]:
     if not payment_ids:
         return {}
@@ -276,23 +350,3 @@ def _recorded(conn: psycopg.Connection, payment_ids: list[str]) -> dict[str, _Re
         "SELECT payment_id, customer_id, paid_on, amount_fen FROM payments"
         " WHERE payment_id = ANY(%s)", (payment_ids,))
     return {pid: _Recorded(customer, paid_on, amount) for pid, customer, paid_on, amount in rows}
-
-
-def _insert(conn: psycopg.Connection, rows: list[tuple[int, _Payment, str, str | None]],
-            channel: str) -> set[str]:
-    if not rows:
-        return set()
-    cols: tuple[list[Any], ...] = ([], [], [], [], [])
-    for _, p, customer_id, _ in rows:
-        reference = (_normalized(p.reference) or p.reference) if p.reference else None
-        for col, value in zip(cols, (p.payment_id, customer_id, p.paid_on, p.amount_fen,
-                                     reference), strict=True):
-            col.append(value)
-    inserted = conn.execute(
-        """INSERT INTO payments (payment_id, customer_id, paid_on, amount_fen, reference, channel)
-           SELECT *, %s FROM unnest(%s::text[], %s::text[], %s::date[], %s::bigint[], %s::text[])
-           ON CONFLICT (payment_id) DO NOTHING
-           RETURNING payment_id""",
-        (channel.strip(), *cols),
-    )
-    return {r[0] for r in inserted}
