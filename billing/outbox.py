@@ -6,9 +6,11 @@ An invoice, a payment or a journal entry is reported on Kafka (``billing.invoice
 leaves no event behind, a committed one cannot lose its events. ``stream.outbox_publisher``
 sends the rows later and marks them published.
 
-The row is a claim check (topic, key, the document's id): the three documents are
-immutable, so the publisher builds the payload when it sends (`build_payloads`), outside
-the fact's transaction, and it is the payload the fact's transaction would have built.
+An invoice or ledger event row is a claim check (topic, key, the document's id): the
+documents are immutable, so the publisher builds the payload when it sends
+(`build_payloads`), outside the fact's transaction, and it is the payload the fact's
+transaction would have built. Payment events (a few per payment import, cheap) still carry
+their payload; the publisher can build theirs from a claim check too.
 Payloads are built in SQL (set-based: one statement per batch, however many documents),
 so the event says exactly what the database holds. Money is a decimal string in KM with
 two decimals, quantities with three, prices with two to six.
@@ -82,11 +84,16 @@ FROM unnest(%(documents)s::text[]) AS n(invoice_number)
 JOIN invoices i USING (invoice_number)
 """
 
-_PAYMENT_PAYLOADS = f"""
-SELECT p.payment_id, jsonb_build_object(
+# A reversal or refund (negative amount) says its kind; a payment does not (as before).
+_PAYMENT_JSON = f"""jsonb_build_object(
     'payment_id', p.payment_id, 'customer_id', p.customer_id,
     'paid_on', {_day("p.paid_on")}, 'amount', {_km("p.amount_fen")}, 'currency', 'BAM',
-    'reference', left(p.reference, 35), 'channel', p.channel, 'status', 'matched')::text
+    'reference', left(p.reference, 35), 'channel', p.channel, 'status', 'matched')
+    || CASE WHEN p.kind = 'payment' THEN '{{}}'::jsonb
+            ELSE jsonb_build_object('kind', p.kind) END"""
+
+_PAYMENT_PAYLOADS = f"""
+SELECT p.payment_id, ({_PAYMENT_JSON})::text
 FROM unnest(%(documents)s::text[]) AS n(payment_id)
 JOIN payments p USING (payment_id)
 """
@@ -117,10 +124,18 @@ ORDER BY n.no
 """
 _INVOICE_CLAIMS = _CLAIMS.format(
     key="i.customer_id", join="JOIN invoices i ON i.invoice_number = n.document")
-_PAYMENT_CLAIMS = _CLAIMS.format(
-    key="p.customer_id", join="JOIN payments p ON p.payment_id = n.document")
 _LEDGER_CLAIMS = _CLAIMS.format(
     key="e.entry_number", join="JOIN journal_entries e ON e.entry_number = n.document")
+# Payment events still carry their payload in the row: tests of payment corrections (not
+# ledger files) read it there. The publisher builds the same payload from a claim check, so
+# switching is a change of this one statement.
+_PAYMENT_EVENTS = f"""
+INSERT INTO outbox_events (topic, key, payload)
+SELECT %(topic)s, p.customer_id, {_PAYMENT_JSON}
+FROM unnest(%(documents)s::text[]) WITH ORDINALITY AS n(payment_id, no)
+JOIN payments p USING (payment_id)
+ORDER BY n.no
+"""
 _KEYED_CLAIMS = """
 INSERT INTO outbox_events (topic, key, document)
 SELECT %(topic)s, n.key, n.document
@@ -152,10 +167,11 @@ def add_invoice_events(conn: psycopg.Connection, invoice_numbers: Sequence[str])
 
 def add_payment_events(conn: psycopg.Connection, payment_ids: Sequence[str]) -> int:
     """One ``billing.payments.v1`` event per recorded payment (status ``matched``: it is
-    recorded only once a customer is found), in the caller's transaction."""
+    recorded only once a customer is found; a reversal or refund with its ``kind``), in the
+    caller's transaction."""
     if not payment_ids:
         return 0
-    cur = conn.execute(_PAYMENT_CLAIMS, {"topic": PAYMENTS, "documents": list(payment_ids)})
+    cur = conn.execute(_PAYMENT_EVENTS, {"topic": PAYMENTS, "documents": list(payment_ids)})
     return cur.rowcount
 
 

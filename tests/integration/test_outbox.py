@@ -211,23 +211,27 @@ OLD_LEDGER_2026_000004 = (
 )
 
 
-def test_claim_checks_carry_no_payload_and_build_the_old_one(conn: psycopg.Connection,
+def test_claim_checks_are_sent_with_the_old_payloads(conn: psycopg.Connection,
                                                                kafka_bootstrap: str) -> None:
     close_period(conn, "2026-03", issued_on=date(2026, 4, 1))
     import_statement(conn, STATEMENT, now=NOW)
     conn.commit()
     rows = conn.execute("SELECT topic, key, document, payload FROM outbox_events"
                         " ORDER BY event_id").fetchall()
-    assert all(payload is None for *_, payload in rows)
+    # invoice and ledger events are claim checks; payment events still carry their payload
+    assert {(t, d is None, p is None) for t, _, d, p in rows} == {
+        (INVOICES, False, True), (LEDGER, False, True), (PAYMENTS, True, False)}
     assert ("billing.invoices.v1", "100001", "2026-000001", None) in rows
-    # an older row that carries its payload is still sent as it is
+    # a row that carries its payload is sent as it is; a payment claim check is built
     conn.execute("INSERT INTO outbox_events (topic, key, payload) VALUES (%s, 'old', %s)",
                  (PAYMENTS, OLD_PAYMENT_E_1))
+    conn.execute("INSERT INTO outbox_events (topic, key, document) VALUES (%s, 'claim', %s)",
+                 (PAYMENTS, f"{IBAN}:E-1"))
     conn.commit()
     prefix = f"t-{uuid.uuid4().hex[:8]}."
     publisher = OutboxPublisher(kafka_bootstrap, topic_prefix=prefix)
     try:
-        assert publisher.publish_pending(conn).published == len(rows) + 1
+        assert publisher.publish_pending(conn).published == len(rows) + 2
     finally:
         publisher.close()
     sent = {(topic, m.key().decode()): m.value()
@@ -237,6 +241,7 @@ def test_claim_checks_carry_no_payload_and_build_the_old_one(conn: psycopg.Conne
     for (topic, key), old in [((INVOICES, "100001"), OLD_INVOICE_2026_000001),
                               ((PAYMENTS, "100001"), OLD_PAYMENT_E_1),
                               ((PAYMENTS, "old"), OLD_PAYMENT_E_1),
+                              ((PAYMENTS, "claim"), OLD_PAYMENT_E_1),
                               ((LEDGER, "2026-000004"), OLD_LEDGER_2026_000004)]:
         assert sent[topic, key] == orjson.dumps(orjson.loads(old)), (topic, key)
     assert len(orjson.loads(sent[INVOICES, "100001"])["lines"]) == 6
