@@ -71,11 +71,19 @@ def proc_cpu(pid: int) -> float:
 
 
 def cpu_seconds(conn: psycopg.Connection) -> float:
-    """CPU seconds used so far by this process plus the connection's PostgreSQL backend
-    (Linux /proc, local server; nan elsewhere). Parallel query workers, autovacuum and the
-    WAL writer are not counted."""
+    """CPU seconds used so far by this process, its finished child processes (the close's
+    calculation workers) and the connection's PostgreSQL backend (Linux /proc, local
+    server; nan elsewhere). Parallel query workers, autovacuum and the WAL writer are not
+    counted."""
     t = os.times()
-    return t.user + t.system + proc_cpu(conn.info.backend_pid)
+    return (t.user + t.system + t.children_user + t.children_system
+            + proc_cpu(conn.info.backend_pid))
+
+
+def children_cpu() -> float:
+    """CPU seconds of this process's finished (waited-for) child processes."""
+    t = os.times()
+    return t.children_user + t.children_system
 
 
 def _copy_text(conn: psycopg.Connection, table: str, columns: str, lines: list[str]) -> None:
@@ -217,9 +225,9 @@ class StepTimer:
 
 
 CLOSE_STEPS: Targets = [(closer, (
-    "_load_contracts", "_overlapping", "_price_breaks", "_load_consumption", "_extra_lines",
-    "compute_invoice", "with_extra_lines", "_write", "post_invoices", "_scalar",
-    "default_after_write"))]
+    "_load_contracts", "_overlapping", "_price_breaks", "_load_consumption", "_load_demand",
+    "_extra_lines", "compute_invoice", "with_extra_lines", "_merge", "_write", "post_invoices",
+    "_scalar", "default_after_write"))]
 
 
 def _run(admin: str, template: str, customers: int, issued_on: date, phases: bool
@@ -246,12 +254,15 @@ def _run(admin: str, template: str, customers: int, issued_on: date, phases: boo
             aggregate, agg_cpu = time.perf_counter() - t, cpu_seconds(conn) - cpu
             conn.rollback()
             with StepTimer(CLOSE_STEPS, conn.info.backend_pid) as ph:
-                t, cpu = time.perf_counter(), cpu_seconds(conn)
+                t, cpu, kids = time.perf_counter(), cpu_seconds(conn), children_cpu()
                 res = close_period(conn, PERIOD, issued_on=issued_on)
                 closed, close_cpu = time.perf_counter() - t, cpu_seconds(conn) - cpu
+                kids = children_cpu() - kids
             assert res.invoices_created == customers, (res.invoices_created, res.skipped)
             rest = (closed - sum(ph.seconds.values()), close_cpu - sum(ph.cpu.values()))
-            steps = f"{ph.summary()}, rest incl. commit {rest[0]:.2f}/{rest[1]:.2f}"
+            # the calculation workers' CPU is counted when they end, in no step: in "rest"
+            steps = (f"{ph.summary()}, rest incl. commit {rest[0]:.2f}/{rest[1]:.2f}"
+                     f" (of which calculation workers' CPU {kids:.2f})")
             return aggregate, closed, agg_cpu, close_cpu, steps if phases else ""
     finally:
         with psycopg.connect(admin, autocommit=True) as c:

@@ -54,6 +54,27 @@ SELECT c.customer_id,
 FROM customers c WHERE c.customer_id = ANY(%s)
 """
 
+# The same figures for many customers at once (a close: every invoiced customer): each table
+# is summed once per customer and joined, instead of five look-ups per customer. Slower for
+# a handful of customers (a payment), hence `_MANY`.
+_BALANCES_MANY = """
+WITH ids AS MATERIALIZED (SELECT DISTINCT unnest(%s::text[]) AS customer_id)
+SELECT c.customer_id,
+       coalesce(i.s, 0) - coalesce(n.s, 0) - coalesce(p.s, 0) + coalesce(g.s, 0),
+       coalesce(m.s, 0)
+FROM customers c JOIN ids USING (customer_id)
+LEFT JOIN (SELECT customer_id, sum(total_fen) AS s FROM invoices
+           WHERE customer_id IN (SELECT customer_id FROM ids) GROUP BY 1) i USING (customer_id)
+LEFT JOIN (SELECT customer_id, sum(total_fen) AS s FROM credit_notes
+           WHERE customer_id IN (SELECT customer_id FROM ids) GROUP BY 1) n USING (customer_id)
+LEFT JOIN (SELECT customer_id, sum(amount_fen) AS s FROM payments
+           WHERE customer_id IN (SELECT customer_id FROM ids) GROUP BY 1) p USING (customer_id)
+LEFT JOIN (SELECT customer_id, sum(amount_fen) AS s FROM customer_charges
+           WHERE customer_id IN (SELECT customer_id FROM ids) GROUP BY 1) g USING (customer_id)
+LEFT JOIN (SELECT customer_id, sum(amount_fen) AS s FROM customer_credit_moves
+           WHERE customer_id IN (SELECT customer_id FROM ids) GROUP BY 1) m USING (customer_id)
+"""
+_MANY = 2_000
 
 _LOCK_CLASS, _LOCK_BUCKETS = 4310, 256
 
@@ -76,7 +97,8 @@ def balances(conn: psycopg.Connection, customer_ids: Iterable[str]) -> dict[str,
     ids = sorted(set(customer_ids))
     if not ids:
         return {}
-    return {c: (int(b), int(h)) for c, b, h in conn.execute(_BALANCES, (ids,))}
+    query = _BALANCES_MANY if len(ids) >= _MANY else _BALANCES
+    return {c: (int(b), int(h)) for c, b, h in conn.execute(query, (ids,))}
 
 
 def open_credit_fen(conn: psycopg.Connection, customer_id: str) -> int:
