@@ -1,0 +1,163 @@
+"""The fast paths of the close (issue #5) give exactly what the plain paths give: the
+consumption summed per cut before the contract join, the calculation in worker processes
+written chunk by chunk, the COPY text formatted in bulk, balances of many customers."""
+
+from __future__ import annotations
+
+import json
+import threading
+from datetime import date
+from decimal import Decimal
+from typing import Any
+
+import psycopg
+import pytest
+
+from bench.close_100k import PERIOD, seed
+from billing import closer, customer_credit
+from billing.calculation import InvoiceLine
+from billing.close_hooks import CloseContext
+from rating.calendar import month_bounds
+from stream.pipeline import load_catalog
+
+ISSUED = date(2026, 11, 1)
+
+
+def seed_varied(conn: psycopg.Connection, customers: int) -> None:
+    """Bench accounts with a water price change on the 15th, electricity contracts ending
+    on the 12th (half of them followed by another tariff from the 13th), water contracts
+    from the 20th, waste contracts ending on the 5th, customers whose contracts all ended
+    before the month, and overlapping water contracts (held back)."""
+    seed(conn, customers)
+    doc = dict(conn.execute("SELECT document FROM tariff_versions WHERE tariff_code = 'W-HH'"
+                            ).fetchone()[0])  # type: ignore[index]
+    doc["valid_from"] = "2026-10-15"
+    doc["components"] = [{**c, "price": "1.40"} if c["kind"] == "energy" else c
+                         for c in doc["components"]]
+    conn.execute("INSERT INTO tariff_versions (tariff_code, valid_from, service, document)"
+                 " VALUES ('W-HH', '2026-10-15', 'water', %s)", (json.dumps(doc),))
+    conn.execute("""
+        UPDATE contracts SET valid_to = '2026-10-12'
+         WHERE service = 'electricity' AND customer_id::int % 3 = 0;
+        INSERT INTO contracts SELECT contract_id || '-2', customer_id, metering_point_id, service,
+               'EL-OP', '2026-10-13', NULL
+          FROM contracts WHERE service = 'electricity' AND customer_id::int % 6 = 0;
+        UPDATE contracts SET valid_from = '2026-10-20'
+         WHERE service = 'water' AND customer_id::int % 5 = 0;
+        UPDATE contracts SET valid_to = '2026-10-05'
+         WHERE service = 'waste' AND customer_id::int % 7 = 0;
+        UPDATE contracts SET valid_to = '2026-09-30'
+         WHERE customer_id::int % 11 = 0 AND valid_from < '2026-09-30';
+        INSERT INTO contracts SELECT contract_id || '-X', customer_id, metering_point_id, service,
+               tariff_code, '2026-10-25', NULL
+          FROM contracts WHERE service = 'water' AND customer_id::int % 13 = 0;
+    """)
+    conn.commit()
+
+
+def written(conn: psycopg.Connection) -> dict[str, Any]:
+    """The invoices, lines and VAT rows written, without their creation time."""
+    return {
+        "invoices": conn.execute(
+            "SELECT invoice_number, seq, customer_id, period, issued_on, due_on, net_fen,"
+            " vat_fen, total_fen, payment_reference FROM invoices ORDER BY 1").fetchall(),
+        "lines": conn.execute("SELECT * FROM invoice_lines ORDER BY 1, 2").fetchall(),
+        "vat": conn.execute("SELECT * FROM invoice_vat ORDER BY 1, 2").fetchall(),
+    }
+
+
+def expected(conn: psycopg.Connection) -> tuple[dict[str, Any], dict[str, str]]:
+    """What the close must write, from the serial drafts (`draft_invoices`, the preview's
+    path with the plain consumption query), numbered from 1."""
+    first, end = month_bounds(PERIOD)
+    catalog = closer._CachedCatalog(load_catalog(conn))
+    drafts, skipped = closer.draft_invoices(
+        CloseContext(conn, PERIOD, first, end, ISSUED, catalog), [])
+    conn.rollback()
+    invoices, lines, vat = [], [], []
+    for seq, d in enumerate(drafts, start=1):
+        number = f"2026-{seq:06d}"
+        invoices.append((number, seq, d.customer_id, d.period, ISSUED, date(2026, 11, 16),
+                         d.net_fen, d.vat_fen, d.total_fen,
+                         closer.make_payment_reference(2026, seq)))
+        lines += [(number, no, ln.service, ln.metering_point_id, ln.component, ln.register,
+                   ln.description, ln.quantity_milli, ln.unit, ln.unit_price_micro,
+                   ln.amount_fen, ln.vat_rate) for no, ln in enumerate(d.lines, start=1)]
+        vat += [(number, v.vat_rate, v.base_fen, v.vat_fen) for v in d.vat]
+    return {"invoices": invoices, "lines": lines, "vat": vat}, skipped
+
+
+def test_whole_month_consumption_equals_the_plain_query(db_url: str) -> None:
+    with psycopg.connect(db_url) as conn:
+        seed_varied(conn, 60)
+        first, end = month_bounds(PERIOD)
+        args = {"period": PERIOD, "first": first, "end": end}
+        catalog = closer._CachedCatalog(load_catalog(conn))
+        breaks = closer._price_breaks(catalog, closer._load_contracts(conn, args), first, end)
+        assert breaks == [first, date(2026, 10, 15)]
+        plain = closer._load_consumption(conn, args, breaks)
+        fast = closer._load_consumption(conn, args, breaks, whole_month=True)
+        assert sum(len(v) for v in plain.values()) > 3 * 60  # split rows are there
+        assert {k: sorted(v, key=repr) for k, v in fast.items()} == {
+            k: sorted(v, key=repr) for k, v in plain.items()}
+
+
+def test_parallel_close_writes_what_the_serial_drafts_say(
+        db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert threading.active_count() == 1  # else the close would not fork
+    pools = []
+
+    class CountedPool(closer.ProcessPoolExecutor):
+        def __init__(self, *a: Any, **kw: Any) -> None:
+            pools.append(self)
+            super().__init__(*a, **kw)
+
+    with psycopg.connect(db_url) as conn:
+        seed_varied(conn, 60)
+        monkeypatch.setattr(closer, "WHOLE_MONTH_FROM", 10**9)
+        want, want_skipped = expected(conn)  # with the plain consumption query, serially
+        monkeypatch.setattr(closer, "ProcessPoolExecutor", CountedPool)
+        monkeypatch.setattr(closer, "PARALLEL_FROM", 10)
+        monkeypatch.setattr(closer, "WHOLE_MONTH_FROM", 10)
+        monkeypatch.setattr(closer, "_CHUNK", 7)
+        res = closer.close_period(conn, PERIOD, issued_on=ISSUED, after_write=[])
+        assert len(pools) == 1
+        assert res.skipped == dict(sorted(want_skipped.items()))
+        assert len(want_skipped) == 4  # the overlapping water contracts
+        assert res.invoices_created == len(want["invoices"]) > 40
+        assert written(conn) == want
+        assert res.total_fen == sum(r[8] for r in want["invoices"])
+
+
+def test_copy_text_escapes_separators(db_url: str) -> None:
+    line = InvoiceLine("waste", "MM\\1", "fee", None, "Odvoz\tsmeća\nzgrada \\ ulaz\r",
+                       1000, "month", 10_000, 1, Decimal("17.00"))
+    rendered = closer._render(closer.InvoiceDraft("100001", PERIOD, [line], [], 1, 0, 1))
+    with psycopg.connect(db_url) as conn:
+        conn.execute("CREATE TEMP TABLE t (invoice_number text, line_no int, service text,"
+                     " metering_point_id text, component text, register text, description text,"
+                     " quantity_milli bigint, unit text, unit_price_micro bigint,"
+                     " amount_fen bigint, vat_rate numeric(5, 2))")
+        with conn.cursor() as cur:
+            closer._copy_rows(cur, "COPY t FROM STDIN", ["N\t" + rendered.lines])
+        row = conn.execute("SELECT * FROM t").fetchone()
+    assert row == ("N", 1, "waste", "MM\\1", "fee", None, "Odvoz\tsmeća\nzgrada \\ ulaz\r",
+                   1000, "month", 10_000, 1, Decimal("17.00"))
+
+
+def test_balances_of_many_customers_equal_the_per_customer_query(
+        db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    with psycopg.connect(db_url) as conn:
+        seed_varied(conn, 30)
+        closer.close_period(conn, PERIOD, issued_on=ISSUED, after_write=[])
+        conn.execute("""
+            INSERT INTO payments (payment_id, customer_id, paid_on, amount_fen, channel)
+            SELECT 'P' || customer_id, customer_id, '2026-11-05',
+                   5000 + customer_id::int % 7 * 1000, 'cash'
+            FROM customers WHERE customer_id::int % 2 = 0""")
+        ids = [r[0] for r in conn.execute("SELECT customer_id FROM customers")] + ["999999"]
+        few = customer_credit.balances(conn, ids)
+        monkeypatch.setattr(customer_credit, "_MANY", 1)
+        many = customer_credit.balances(conn, ids)
+        assert many == few
+        assert len(few) == 30 and len({b for b, _ in few.values()}) > 5
