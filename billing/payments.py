@@ -6,10 +6,14 @@ the customer code given with the payment is used. The bank's transaction id
 (``payment_id``) makes recording idempotent: the same payment again is a ``duplicate``;
 the same id with another amount, customer or date is refused, never posted twice.
 One outcome per input, in order; a bad payment never stops the good ones. The caller owns
-the transaction. Each accepted payment is booked in the general ledger (`billing.ledger`)
-in that same transaction, and what a customer paid beyond what they owe becomes customer
-credit (`billing.customer_credit`). Corrections are new rows, never edits
-(`billing.payment_corrections`): a reversal or a refund is a negative payment row.
+the transaction. The work is set-based: one statement matches a whole batch (reference →
+invoice, customer code, ids already recorded) and inserts what is new, so a bank statement
+of 50,000 payments costs a few statements, not 50,000 round trips (`record_checked` takes
+payments already read, as `billing.bank_import` does). Each accepted payment is booked in
+the general ledger (`billing.ledger`) in that same transaction, and what a customer paid
+beyond what they owe becomes customer credit (`billing.customer_credit`). Corrections are
+new rows, never edits (`billing.payment_corrections`): a reversal or a refund is a negative
+payment row.
 """
 
 from __future__ import annotations

@@ -174,3 +174,89 @@ def test_unreadable_files_import_nothing(conn: psycopg.Connection, tmp_path: Pat
     with pytest.raises(BillingError, match="aware"):
         import_statement(conn, STATEMENT, now=datetime(2026, 4, 11))
     assert conn.execute("SELECT count(*) FROM payments").fetchone() == (0,)
+
+
+def test_a_large_mixed_statement_is_matched_set_based(conn: psycopg.Connection) -> None:
+    """300 entries of every kind in one file: the set-based matching gives each its outcome,
+    ids repeated inside the file included, and a second import changes nothing."""
+    refs = {"100001": REF_1, "100002": make_payment_reference(2026, 2),
+            "200001": make_payment_reference(2026, 3)}
+    entries, expect = [], {"matched": 0, "matched_fen": 0, "unmatched": 0, "duplicate": 0,
+                           "flagged": 0}
+    paid: dict[str, int] = dict.fromkeys(refs, 0)
+    for i in range(300):
+        customer = ("100001", "100002", "200001")[i % 3]
+        fen = 100 + i
+        amount = f"{fen // 100}.{fen % 100:02d}"
+        kind = i % 6
+        if kind in (0, 1):  # by reference, by customer code
+            tx = txd(strd=refs[customer]) if kind == 0 else txd(ustrd=f"šifra kupca {customer}")
+            entries.append(ntry(amount, ref=f"M-{i}", tx=tx))
+            expect["matched"] += 1
+            expect["matched_fen"] += fen
+            paid[customer] += fen
+        elif kind == 2:  # a typo in the reference, and an unknown customer code
+            bad = refs[customer][:-1] + ("0" if refs[customer][-1] != "0" else "1")
+            entries.append(ntry(amount, ref=f"U-{i}", tx=txd(strd=bad))
+                           + ntry(amount, ref=f"V-{i}", tx=txd(ustrd="šifra kupca 999999")))
+            expect["unmatched"] += 2
+        elif kind == 3:  # listed twice, the same: the second is a duplicate
+            entry = ntry(amount, ref=f"D-{i}", tx=txd(strd=refs[customer]))
+            entries.append(entry + entry)
+            expect["matched"] += 1
+            expect["matched_fen"] += fen
+            expect["duplicate"] += 1
+            paid[customer] += fen
+        elif kind == 4:  # listed twice with another amount: the second is flagged
+            entries.append(ntry(amount, ref=f"F-{i}", tx=txd(strd=refs[customer]))
+                           + ntry("1.00", ref=f"F-{i}", tx=txd(strd=refs[customer])))
+            expect["matched"] += 1
+            expect["matched_fen"] += fen
+            expect["flagged"] += 1
+            paid[customer] += fen
+        else:  # nothing to match by, listed twice: queued once
+            entry = ntry(amount, ref=f"Q-{i}", tx=txd(ustrd="uplata"))
+            entries.append(entry + entry)
+            expect["unmatched"] += 1
+            expect["duplicate"] += 1
+    statement = camt("".join(entries))
+    before = {c: balance_fen(conn, c) for c in refs}
+    report = import_statement(conn, statement, now=NOW)
+    conn.commit()
+    assert {k: getattr(report, k) for k in expect} == expect
+    assert (report.ignored, report.invalid) == (0, 0)
+    assert {c: before[c] - balance_fen(conn, c) for c in refs} == paid
+    assert conn.execute("SELECT count(*), sum(amount_fen) FROM payments").fetchone() == (
+        expect["matched"], expect["matched_fen"])
+    assert conn.execute("SELECT kind, count(*) FROM unmatched_payments GROUP BY 1 ORDER BY 1"
+                        ).fetchall() == [("flagged", expect["flagged"]),
+                                         ("unmatched", expect["unmatched"])]
+    assert conn.execute("SELECT count(*) FROM journal_entries WHERE kind = 'payment'"
+                        ).fetchone() == (expect["matched"],)
+    tb = trial_balance(conn, date(2026, 4, 30))
+    assert tb.debit_fen == tb.credit_fen
+    # every line not matched names the entry and why
+    queued_lines = [x for x in report.lines if x.startswith(("unmatched", "flagged"))]
+    assert len(queued_lines) == expect["unmatched"] + expect["flagged"]
+    assert any("Stmt[1]/Ntry[" in x and "wrong check digits" in x for x in queued_lines)
+    assert any("customer_id: unknown customer 999999" in x for x in queued_lines)
+    again = import_statement(conn, statement, now=NOW)
+    conn.commit()
+    assert (again.matched, again.unmatched, again.flagged) == (0, 0, 0)
+    assert again.duplicate == len(report.lines) + report.matched + report.duplicate
+
+
+def test_csv_rows_that_cannot_be_recorded_are_queued_or_named(conn: psycopg.Connection) -> None:
+    data = ("transaction_id;paid_on;amount;reference;customer_code\n"
+            "STORNO/7;10.04.2026;5,00;;100001\n"             # a reserved id: queued, named
+            "BIG-1;10.04.2026;1000000000,01;;100001\n"       # above a billion KM: queued
+            f"HUGE-1;10.04.2026;{'9' * 16};;100001\n"        # not an amount at all: invalid
+            "OK-1;10.04.2026;5,00;;100001\n").encode()
+    report = import_statement(conn, data, now=NOW, channel="posta")
+    conn.commit()
+    assert counts(report) == (1, 0, 2, 0, 0, 1)
+    assert [(r[0], r[6]) for r in queue(conn)] == [
+        ("BIG-1", "amount: implausibly large: '1000000000.01'"),
+        ("STORNO/7", "payment_id: 'STORNO/7' starts with a prefix reserved for corrections"
+                     " (STORNO/, POVRAT/)")]
+    assert any(x.startswith("invalid line 4: amount: more than 15 digits") for x in report.lines)

@@ -11,7 +11,7 @@ import pytest
 
 from billing import BillingError
 from billing.closer import close_period
-from billing.payments import balance_fen, record_payments
+from billing.payments import Payment, balance_fen, record_checked, record_payments
 from billing.reference import make_payment_reference
 from tests.integration.test_close import MARCH_READS, push, seed
 
@@ -192,3 +192,37 @@ def test_concurrent_recording_of_the_same_payment(conn: psycopg.Connection, db_u
                      " 2026-04-10)")]
     assert conn.execute("SELECT payment_id, channel, amount_fen FROM payments ORDER BY 1"
                         ).fetchall() == [("C-1", "bank", 400), ("C-2", "bank", 400)]
+
+
+def test_record_checked_takes_payments_already_read(conn: psycopg.Connection) -> None:
+    """The bank import's entry point: the same matching, and the checks `_decode` would
+    have made on an object, with the reason named."""
+    day = date(2026, 4, 10)
+    batch = [
+        Payment("K-1", None, day, 8149, "26-000001-26"),  # spaced reference: normalized
+        Payment("K-2", "100002", day, 100, None),
+        Payment("povrat/K-3", "100002", day, 100, None),
+        Payment("K-4", "100002", day, 0, None),
+        Payment("K-5", "100002", day, 100_000_000_001, None),
+        Payment("K-6", "12ab", day, 100, None),
+        Payment("K-7", "100002", day, 100, "26000001\x0026"),
+        Payment("K-2", "100002", day, 100, None),  # again in the batch: duplicate
+        Payment("K-1", None, day, 8149, REF_2),    # the same id for another customer
+    ]
+    with conn.transaction():
+        out = record_checked(conn, batch, channel="bank")
+    assert [(o.status, o.customer_id, o.invoice_number) for o in out[:2]] == [
+        ("accepted", "100001", "2026-000001"), ("accepted", "100002", None)]
+    assert [o.reason for o in out[2:7]] == [
+        "payment_id: 'povrat/K-3' starts with a prefix reserved for corrections"
+        " (STORNO/, POVRAT/)",
+        "amount: must be greater than zero, got '0.00'",
+        "amount: implausibly large: '1000000000.01'",
+        "customer_id: must be 6–10 digits, got '12ab'",
+        "reference: must be text of at most 100 characters"]
+    assert out[7].status == "duplicate"
+    assert (out[8].status, out[8].conflict) == ("rejected", True)
+    assert conn.execute("SELECT payment_id, reference FROM payments ORDER BY 1").fetchall() == [
+        ("K-1", REF_1), ("K-2", None)]
+    with pytest.raises(BillingError, match="channel"):
+        record_checked(conn, batch, channel="")

@@ -154,6 +154,33 @@ def test_find_reference_and_customer_code() -> None:
     assert find_customer_code("račun 100001 za mart") is None  # a number without a tag
 
 
+def test_find_reference_compact_and_written_forms_agree() -> None:
+    for seq in (1, 2, 99, 123456):
+        ref = make_payment_reference(2026, seq)
+        assert find_reference(ref) == ref
+        assert find_reference(f"{ref[:2]} {ref[2:8]}-{ref[8:]}") == ref
+        wrong = ref[:9] + str((int(ref[9]) + 1) % 10)
+        assert find_reference(wrong) is None
+    assert find_reference("0000000001") is None  # 000000 names no invoice
+
+
+def test_camt_details_debit_value_date_and_remittance_pieces() -> None:
+    debit = txd(ref="TX-D", amount="1.00").replace("<Refs>", "<CdtDbtInd>DBIT</CdtDbtInd><Refs>")
+    ustrd = txd(ref="TX-U", amount="2.00", ustrd="za mart")
+    ustrd = ustrd.replace("<Ustrd>za mart</Ustrd>",
+                          "<Ustrd>za mart</Ustrd><Ustrd> šifra kupca 100002</Ustrd>")
+    entry = ntry("3.00", ref="B-9", tx=debit + ustrd).replace(
+        "<BookgDt><Dt>2026-04-10</Dt></BookgDt>", "")  # no booking date: the value date
+    st = parse_camt053(camt(entry + ntry("1" * 16 + ".00", ref="H-1")))
+    assert st.ignored == ["Stmt[1]/Ntry[1]/TxDtls[1] (TX-D): a debit inside a credit entry:"
+                          " ignored"]
+    assert st.errors == ["Stmt[1]/Ntry[2]: amount: more than 15 digits before the decimal"
+                         " point, got '1111111111111111.00'"]
+    [t] = st.transactions
+    assert (t.transaction_id, t.paid_on, t.amount_fen, t.customer_code, t.remittance) == (
+        "TX-U", date(2026, 4, 10), 200, "100002", "za mart šifra kupca 100002")
+
+
 CSV_OK = (
     "transaction_id,paid_on,amount,reference,customer_code,payer_name\n"
     f"P-1,2026-04-10,81.49,{REF_1},,Amra H.\n"
