@@ -100,8 +100,8 @@ def _import(admin: str, template: str, data: bytes, expected: int, ceiling: bool
                 report = import_statement(conn, data, now=NOW)
                 seconds, cpu = time.perf_counter() - t, cpu_seconds(conn) - cpu
             assert report.matched == expected, report.summary()
-            return seconds, ceil, (f"CPU (bench + backend) {cpu:.2f} s; steps (wall/CPU s):"
-                                   f" {steps.summary()}")
+            return seconds, ceil, (f"CPU (bench + backend) {cpu:.2f} s = {cpu / expected * 1e6:.0f}"
+                                   f" µs a payment; steps (wall/CPU s): {steps.summary()}")
     finally:
         with psycopg.connect(admin, autocommit=True) as c:
             c.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))

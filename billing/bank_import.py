@@ -30,6 +30,7 @@ from billing.bank_parse import (
     BankTransaction,
     ParsedStatement,
     StatementError,
+    no_cyclic_gc,
     parse_camt053,
     parse_csv,
 )
@@ -84,7 +85,12 @@ def import_statement(
     if now.tzinfo is None:
         raise BillingError("now: must be an aware datetime")
     data = _read(source)
-    parsed = parse_statement(data)
+    with no_cyclic_gc():  # tens of thousands of objects, no cycles among them
+        return _import(conn, parse_statement(data), now=now, channel=channel, chart=chart)
+
+
+def _import(conn: psycopg.Connection, parsed: ParsedStatement, *, now: datetime, channel: str,
+            chart: Chart | None) -> BankImportReport:
     report = BankImportReport(parsed.format, parsed.statement_id,
                               ignored=len(parsed.ignored), invalid=len(parsed.errors))
     report.lines += [f"ignored {x}" for x in parsed.ignored]
