@@ -106,6 +106,8 @@ GROUP BY c.contract_id, d.register, width_bucket(d.local_day, %(breaks)s::date[]
 # contracts and grouped again per price bucket. Within a cut every contract covers all days
 # or none, so each sum lands in the contract its days would. The cuts are computed in the
 # same statement (same snapshot as the join); `width_bucket` needs them sorted.
+# The last row (customer NULL) is `_UNBILLED` from the same sums: each carries the days
+# with consumption as bits of a mask, and no contract covers a cut in part.
 _CONSUMPTION_CLOSE = """
 WITH cuts AS (
     SELECT array_agg(x ORDER BY x) AS days FROM (
@@ -116,11 +118,13 @@ WITH cuts AS (
               WHERE valid_to >= %(first)s AND valid_to + 1 < %(end)s) AS t
 ), d AS MATERIALIZED (
     SELECT metering_point_id, service, register, min(local_day) AS local_day,
-           sum(quantity_milli)::bigint AS quantity_milli
+           sum(quantity_milli)::bigint AS quantity_milli,
+           width_bucket(local_day, (SELECT days FROM cuts)) AS cut,
+           bit_or(CASE WHEN quantity_milli <> 0 THEN 1::bigint << (local_day - %(first)s)
+                       ELSE 0 END) AS days_used
     FROM daily_consumption
     WHERE local_day >= %(first)s AND local_day < %(end)s
-    GROUP BY metering_point_id, service, register,
-             width_bucket(local_day, (SELECT days FROM cuts))
+    GROUP BY metering_point_id, service, register, cut
 )
 SELECT c.customer_id, c.metering_point_id, c.service, d.register, min(d.local_day),
        sum(d.quantity_milli)::bigint
@@ -130,6 +134,14 @@ JOIN contracts c ON c.metering_point_id = d.metering_point_id AND c.service = d.
 WHERE c.customer_id NOT IN (SELECT i.customer_id FROM invoices i
                             WHERE i.period = %(period)s AND i.kind = 'invoice')
 GROUP BY c.contract_id, d.register, width_bucket(d.local_day, %(breaks)s::date[])
+UNION ALL
+SELECT NULL, NULL, NULL, NULL, NULL, coalesce(sum(bit_count(u.days::bit(64))), 0)::bigint
+FROM (SELECT bit_or(d.days_used) AS days FROM d
+      WHERE NOT EXISTS (
+          SELECT 1 FROM contracts c
+          WHERE c.metering_point_id = d.metering_point_id AND c.service = d.service
+            AND d.local_day >= c.valid_from AND (c.valid_to IS NULL OR d.local_day <= c.valid_to))
+      GROUP BY d.metering_point_id, d.service, d.cut) AS u
 """
 # (`NOT IN` over a NOT NULL column is `_NOT_INVOICED`, planned as a hashed subplan within
 # the close's work_mem; the anti-join became a nested loop over every invoice of the period
@@ -247,7 +259,8 @@ def close_period(
             written = _written(drafts, issued_on, payment_days, last_seq)
             for step in default_after_write() if after_write is None else after_write:
                 step(ctx, written)
-        unbilled = _scalar(conn, _UNBILLED, args)
+        unbilled = (_scalar(conn, _UNBILLED, args) if inputs.unbilled is None
+                    else inputs.unbilled)
     return CloseResult(
         period=period,
         invoices_created=len(drafts),
@@ -287,6 +300,7 @@ class _Inputs:
     extra: dict[str, list[InvoiceLine]]
     skipped: dict[str, str]
     customers: list[str]  # to invoice, in order (invoice numbers follow it)
+    unbilled: int | None  # `_UNBILLED` if it came with the consumption
 
 
 def _load_inputs(ctx: CloseContext, line_sources: Sequence[LineSource] | None) -> _Inputs:
@@ -295,13 +309,16 @@ def _load_inputs(ctx: CloseContext, line_sources: Sequence[LineSource] | None) -
     contracts = _load_contracts(conn, args)
     skipped = {k: v for k, v in _overlapping(conn, args).items() if k in contracts}
     breaks = _price_breaks(catalog, contracts, ctx.first, ctx.end)
-    consumption = _load_consumption(conn, args, breaks,
-                                    whole_month=len(contracts) >= WHOLE_MONTH_FROM)
+    unbilled = None
+    if len(contracts) >= WHOLE_MONTH_FROM:
+        consumption, unbilled = _load_month(conn, args, breaks)
+    else:
+        consumption = _load_consumption(conn, args, breaks)
     demand = _load_demand(conn, args, catalog, contracts, ctx.first, ctx.end)
     extra = _extra_lines(ctx, contracts, skipped, line_sources)
     customers = [c for c in sorted(set(contracts) | set(extra)) if c not in skipped]
     return _Inputs(ctx.period, catalog, contracts, consumption, demand, extra, skipped,
-                   customers)
+                   customers, unbilled)
 
 
 def _draft_of(inputs: _Inputs, customer_id: str) -> InvoiceDraft | str | None:
@@ -363,7 +380,7 @@ def _rendered_chunks(inputs: _Inputs) -> Iterator[list[Rendered]]:
     customers = inputs.customers
     bounds = [(lo, min(lo + _CHUNK, len(customers))) for lo in range(0, len(customers), _CHUNK)]
     workers = _workers(len(customers))
-    if workers < 2:
+    if workers < 1:
         for lo, hi in bounds:
             yield _merge(inputs, lo, _render_range(inputs, lo, hi))
         return
@@ -384,9 +401,11 @@ def _rendered_chunks(inputs: _Inputs) -> Iterator[list[Rendered]]:
 
 
 def _workers(customers: int) -> int:
+    """Worker processes for the calculation: one core is left to this process and its
+    PostgreSQL backend, which write the chunks meanwhile; 0 = compute here."""
     if customers < PARALLEL_FROM or threading.active_count() > 1:
-        return 1
-    return min(len(os.sched_getaffinity(0)), 4)
+        return 0
+    return min(len(os.sched_getaffinity(0)) - 1, 4)
 
 
 def _render_forked(lo: int, hi: int) -> list[Rendered | str | None]:
@@ -527,11 +546,26 @@ def _load_consumption(conn: psycopg.Connection, args: dict[str, object], breaks:
     """customer → consumption per contract, register and price bucket. `whole_month`: the
     close's query, cheaper when most of the month's rows are wanted (it sums every metering
     point's month before joining the contracts)."""
-    query = _CONSUMPTION_CLOSE if whole_month else _CONSUMPTION
+    if whole_month:
+        return _load_month(conn, args, breaks)[0]
     out: dict[str, list[DailyConsumption]] = defaultdict(list)
-    for customer_id, *rest in conn.execute(query, {**args, "breaks": breaks}):
+    for customer_id, *rest in conn.execute(_CONSUMPTION, {**args, "breaks": breaks}):
         out[customer_id].append(DailyConsumption(*rest))
     return out
+
+
+def _load_month(conn: psycopg.Connection, args: dict[str, object], breaks: list[date]
+                ) -> tuple[dict[str, list[DailyConsumption]], int]:
+    """`_load_consumption(whole_month=True)` and the unbilled days (`_UNBILLED`), in one
+    pass over the month."""
+    out: dict[str, list[DailyConsumption]] = defaultdict(list)
+    unbilled = 0
+    for customer_id, *rest in conn.execute(_CONSUMPTION_CLOSE, {**args, "breaks": breaks}):
+        if customer_id is None:
+            unbilled = int(rest[-1])
+        else:
+            out[customer_id].append(DailyConsumption(*rest))
+    return out, unbilled
 
 
 def _load_demand(conn: psycopg.Connection, args: dict[str, object], catalog: Catalog,

@@ -100,6 +100,9 @@ def test_whole_month_consumption_equals_the_plain_query(db_url: str) -> None:
         assert sum(len(v) for v in plain.values()) > 3 * 60  # split rows are there
         assert {k: sorted(v, key=repr) for k, v in fast.items()} == {
             k: sorted(v, key=repr) for k, v in plain.items()}
+        unbilled = closer._scalar(conn, closer._UNBILLED, args)
+        assert unbilled > 100  # the days before and after the contracts that end or start
+        assert closer._load_month(conn, args, breaks)[1] == unbilled
 
 
 def test_parallel_close_writes_what_the_serial_drafts_say(
@@ -127,6 +130,9 @@ def test_parallel_close_writes_what_the_serial_drafts_say(
         assert res.invoices_created == len(want["invoices"]) > 40
         assert written(conn) == want
         assert res.total_fen == sum(r[8] for r in want["invoices"])
+        first, end = month_bounds(PERIOD)
+        assert res.unbilled_days == closer._scalar(
+            conn, closer._UNBILLED, {"first": first, "end": end}) > 100
 
 
 def test_copy_text_escapes_separators(db_url: str) -> None:
