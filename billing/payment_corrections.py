@@ -22,7 +22,6 @@ from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, time
 from typing import Any
 
-import orjson
 import psycopg
 
 from billing import BillingError
@@ -35,10 +34,9 @@ from billing.customer_credit import (
 )
 from billing.ledger import Chart, EntryDraft, LineDraft, PaymentFacts, load_chart, reversal_of
 from billing.ledger_posting import lock_counters, post_entries, post_payments
-from billing.outbox import add_payment_events, build_payloads
+from billing.outbox import add_payment_events
 from rating.calendar import LOCAL_TZ
 from rating.money import format_km
-from schemas.contracts import PAYMENTS
 
 REVERSAL, REMATCH, REFUND = "STORNO/", "PREKNJ/", "POVRAT/"
 MAX_REFUND_FEN = 100_000_000_000
@@ -121,7 +119,7 @@ def reverse_payment(
                    VALUES (%s, 'unmatched', 'reversal', %s, %s, %s, %s, %s)""",
                 (new_id, paid_on, amount, reference,
                  f"reversed from customer {customer} by {who}: {why}"[:500], when))
-        _report(conn, [reversal_id] + ([new_id] if rematch_to else []))
+        add_payment_events(conn, [reversal_id] + ([new_id] if rematch_to else []))
     return ReversalResult(payment_id, reversal_id, customer, int(amount),
                           new_id if rematch_to else None, rematch_to,
                           None if rematch_to else new_id)
@@ -182,32 +180,8 @@ def refund_credit(
         book_moves(conn, [CreditMove(customer_id, on, -amount_fen, "refund",
                                      counter_account=full.channel_account(channel),
                                      about=refund_id)], chart=full)
-        _report(conn, [refund_id])
+        add_payment_events(conn, [refund_id])
     return refund_id
-
-
-def _report(conn: psycopg.Connection, payment_ids: list[str]) -> None:
-    """Payment events for the new rows (claim checks, `billing.outbox`).
-
-    The payload the outbox builds for a payment carries no ``kind`` (yet), and the contract
-    refuses a negative amount without one: the event of a reversal or refund is therefore
-    written with its full payload, built here the same way plus its kind. Once the built
-    payload carries the kind, this leaves the claim checks as they are."""
-    before = conn.execute("SELECT coalesce(max(event_id), 0) FROM outbox_events").fetchone()
-    add_payment_events(conn, payment_ids)
-    kinds: dict[str, str] = {pid: kind for pid, kind in conn.execute(
-        "SELECT payment_id, kind FROM payments WHERE payment_id = ANY(%s)"
-        " AND kind <> 'payment'", (payment_ids,))}
-    built = {pid: orjson.loads(text)
-             for pid, text in build_payloads(conn, PAYMENTS, sorted(kinds)).items()}
-    fixed = {pid: orjson.dumps({**payload, "kind": kinds[pid]}).decode()
-             for pid, payload in built.items() if "kind" not in payload}
-    if fixed:
-        conn.execute(
-            """UPDATE outbox_events o SET payload = f.payload::jsonb, document = NULL
-               FROM unnest(%s::text[], %s::text[]) AS f(document, payload)
-               WHERE o.event_id > %s AND o.topic = %s AND o.document = f.document""",
-            (list(fixed), list(fixed.values()), before[0] if before else 0, PAYMENTS))
 
 
 def corrections(conn: psycopg.Connection, customer_id: str) -> list[dict[str, Any]]:
