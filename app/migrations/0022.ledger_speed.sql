@@ -14,7 +14,11 @@
 --      and checked by both triggers), so a line can only belong to an entry posted by its
 --      own transaction: a line written while another transaction posts the same entry
 --      number cannot attach itself to that entry when both have committed.
--- 2. Claim-check outbox: invoices, payments and journal entries are immutable, so an event
+-- 2. The lines' references to the chart (ledger_accounts) and to customers are checked once
+--    per statement (distinct values, locked FOR KEY SHARE as a foreign key would lock them)
+--    instead of by two foreign keys checked row by row; removing or renaming an account or
+--    customer that journal lines name is refused by triggers on those tables.
+-- 3. Claim-check outbox: invoices, payments and journal entries are immutable, so an event
 --    row may carry only the document's id (`document`) and the publisher builds the very
 --    same payload when it sends (billing.outbox.build_payloads). Rows with a payload (older
 --    rows) are sent as they are.
@@ -31,17 +35,38 @@ ALTER TABLE journal_entries ADD CONSTRAINT journal_entries_posted_xact
 ALTER TABLE journal_lines ADD COLUMN posted_xact xid8 NOT NULL DEFAULT '0';
 ALTER TABLE journal_lines ALTER COLUMN posted_xact SET DEFAULT pg_current_xact_id();
 ALTER TABLE journal_lines DROP CONSTRAINT journal_lines_entry_number_fkey;
+ALTER TABLE journal_lines DROP CONSTRAINT journal_lines_account_fkey;
+ALTER TABLE journal_lines DROP CONSTRAINT journal_lines_customer_id_fkey;
 ALTER TABLE journal_lines ADD CONSTRAINT journal_lines_entry_fkey
     FOREIGN KEY (entry_number, posted_xact) REFERENCES journal_entries (entry_number, posted_xact)
     DEFERRABLE INITIALLY DEFERRED;
 
 -- Nested loops over the index of the other table: the work grows with the rows of the
 -- statement, never with the size of the ledger (a hash join would read all of it).
-CREATE FUNCTION refuse_line_of_posted_entry() RETURNS trigger LANGUAGE plpgsql
+CREATE FUNCTION check_new_journal_lines() RETURNS trigger LANGUAGE plpgsql
 SET enable_hashjoin = off SET enable_mergejoin = off AS $$
 DECLARE
     bad  text;
 BEGIN
+    -- what a foreign key does, once per distinct value: lock the row, then check it exists
+    PERFORM 1 FROM ledger_accounts a WHERE a.account IN (SELECT account FROM new_lines)
+        FOR KEY SHARE;
+    SELECT n.account INTO bad FROM (SELECT DISTINCT account FROM new_lines) n
+     WHERE NOT EXISTS (SELECT 1 FROM ledger_accounts a WHERE a.account = n.account) LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'journal line: account % is not in the chart of accounts (ledger_accounts)',
+            bad USING ERRCODE = 'foreign_key_violation';
+    END IF;
+    PERFORM 1 FROM customers c
+     WHERE c.customer_id IN (SELECT customer_id FROM new_lines WHERE customer_id IS NOT NULL)
+       FOR KEY SHARE;
+    SELECT n.customer_id INTO bad
+      FROM (SELECT DISTINCT customer_id FROM new_lines WHERE customer_id IS NOT NULL) n
+     WHERE NOT EXISTS (SELECT 1 FROM customers c WHERE c.customer_id = n.customer_id) LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'journal line: customer % does not exist', bad
+            USING ERRCODE = 'foreign_key_violation';
+    END IF;
     SELECT n.entry_number INTO bad FROM new_lines n
      WHERE n.posted_xact <> pg_current_xact_id() LIMIT 1;
     IF FOUND THEN
@@ -59,7 +84,56 @@ BEGIN
 END $$;
 CREATE TRIGGER journal_lines_before_entry AFTER INSERT ON journal_lines
     REFERENCING NEW TABLE AS new_lines
-    FOR EACH STATEMENT EXECUTE FUNCTION refuse_line_of_posted_entry();
+    FOR EACH STATEMENT EXECUTE FUNCTION check_new_journal_lines();
+
+-- The other side of those references: an account or a customer that journal lines name
+-- cannot be deleted, nor its key changed (TRUNCATE of either is refused while lines exist).
+CREATE FUNCTION refuse_removal_of_booked_key() RETURNS trigger LANGUAGE plpgsql
+SET enable_hashjoin = off SET enable_mergejoin = off AS $$
+DECLARE
+    bad  text;
+BEGIN
+    IF TG_TABLE_NAME = 'ledger_accounts' THEN
+        SELECT o.account INTO bad FROM old_rows o
+         WHERE NOT EXISTS (SELECT 1 FROM ledger_accounts a WHERE a.account = o.account)
+           AND EXISTS (SELECT 1 FROM journal_lines l WHERE l.account = o.account) LIMIT 1;
+    ELSE
+        SELECT o.customer_id INTO bad FROM old_rows o
+         WHERE NOT EXISTS (SELECT 1 FROM customers c WHERE c.customer_id = o.customer_id)
+           AND EXISTS (SELECT 1 FROM journal_lines l WHERE l.customer_id = o.customer_id)
+         LIMIT 1;
+    END IF;
+    IF FOUND THEN
+        RAISE EXCEPTION '% % is named by journal lines: it cannot be deleted or renamed (% on %)',
+            TG_TABLE_NAME, bad, TG_OP, TG_TABLE_NAME USING ERRCODE = 'foreign_key_violation';
+    END IF;
+    RETURN NULL;
+END $$;
+CREATE TRIGGER ledger_accounts_booked_delete AFTER DELETE ON ledger_accounts
+    REFERENCING OLD TABLE AS old_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION refuse_removal_of_booked_key();
+CREATE TRIGGER ledger_accounts_booked_update AFTER UPDATE ON ledger_accounts
+    REFERENCING OLD TABLE AS old_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION refuse_removal_of_booked_key();
+CREATE TRIGGER customers_booked_delete AFTER DELETE ON customers
+    REFERENCING OLD TABLE AS old_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION refuse_removal_of_booked_key();
+CREATE TRIGGER customers_booked_update AFTER UPDATE ON customers
+    REFERENCING OLD TABLE AS old_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION refuse_removal_of_booked_key();
+
+CREATE FUNCTION refuse_truncate_of_booked() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM journal_lines) THEN
+        RAISE EXCEPTION 'TRUNCATE of % is refused: journal lines name its rows', TG_TABLE_NAME
+            USING ERRCODE = 'foreign_key_violation';
+    END IF;
+    RETURN NULL;
+END $$;
+CREATE TRIGGER ledger_accounts_booked_truncate BEFORE TRUNCATE ON ledger_accounts
+    FOR EACH STATEMENT EXECUTE FUNCTION refuse_truncate_of_booked();
+CREATE TRIGGER customers_booked_truncate BEFORE TRUNCATE ON customers
+    FOR EACH STATEMENT EXECUTE FUNCTION refuse_truncate_of_booked();
 
 CREATE FUNCTION check_entries_balanced() RETURNS trigger LANGUAGE plpgsql
 SET enable_hashjoin = off SET enable_mergejoin = off AS $$

@@ -10,6 +10,7 @@ from datetime import date
 from typing import Any
 
 import psycopg
+import psycopg.sql
 import pytest
 
 from billing.closer import close_period
@@ -182,7 +183,7 @@ def _raw_entry(conn: psycopg.Connection, seq: int, lines: list[tuple[str, int, i
 
 
 def _refused(conn: psycopg.Connection, match: str, *, at_commit: bool = False,
-             sql: str | None = None) -> psycopg.Error:
+             sql: str | psycopg.sql.Composed | None = None) -> psycopg.Error:
     """The statement (or the commit) fails with an integrity-constraint violation (SQLSTATE
     class 23) whose message matches; the transaction is rolled back."""
     with pytest.raises(psycopg.errors.IntegrityError, match=match) as caught:
@@ -245,6 +246,39 @@ def test_balance_is_checked_once_per_entry(conn: psycopg.Connection) -> None:
     assert conn.execute("SELECT count(*), sum(debit_fen) - sum(credit_fen) FROM journal_lines"
                         ).fetchone() == (11 + 3, 0)
     assert conn.execute("SELECT count(*) FROM journal_entries").fetchone() == (4,)
+
+
+def test_lines_name_known_accounts_and_customers(conn: psycopg.Connection) -> None:
+    # checked per statement (migration 0022), with the foreign keys' SQLSTATE
+    for line, name in [(("9999", None), "account 9999 is not in the chart"),
+                       (("2110", "nobody"), "customer nobody does not exist")]:
+        err = _refused(conn, name, sql=psycopg.sql.SQL(
+            "INSERT INTO journal_lines (entry_number, line_no, account, customer_id, debit_fen,"
+            " credit_fen) VALUES ('2026-000004', 1, {}, {}, 1, 0)").format(*line))
+        assert isinstance(err, psycopg.errors.ForeignKeyViolation)
+    # what journal lines name cannot be removed or renamed (a customer and an account that
+    # nothing else names)
+    conn.execute("INSERT INTO customers (customer_id, name, kind)"
+                 " VALUES ('900001', 'K', 'household')")
+    conn.execute("INSERT INTO ledger_accounts VALUES ('9000', 'Probni', 'asset')")
+    conn.execute("INSERT INTO journal_lines (entry_number, line_no, account, customer_id,"
+                 " debit_fen, credit_fen) VALUES ('2026-000004', 1, '9000', '900001', 5, 0),"
+                 " ('2026-000004', 2, '2110', NULL, 0, 5)")
+    conn.execute("INSERT INTO journal_entries (entry_number, year, seq, entry_date, kind,"
+                 " source_document) VALUES ('2026-000004', 2026, 4, '2026-04-05', 'opening', 'O')")
+    conn.commit()
+    for statement in ("DELETE FROM customers WHERE customer_id = '900001'",
+                      "UPDATE customers SET customer_id = '900002' WHERE customer_id = '900001'",
+                      "DELETE FROM ledger_accounts WHERE account = '9000'",
+                      "UPDATE ledger_accounts SET account = '9001' WHERE account = '9000'",
+                      "TRUNCATE ledger_accounts", "TRUNCATE customers CASCADE"):
+        _refused(conn, "journal lines", sql=statement)
+    # what they do not name can change
+    conn.execute("UPDATE customers SET name = 'Novo ime' WHERE customer_id = '100001'")
+    conn.execute("INSERT INTO ledger_accounts VALUES ('9999', 'Probni 2', 'asset')")
+    conn.execute("UPDATE ledger_accounts SET account = '9998' WHERE account = '9999'")
+    conn.execute("DELETE FROM ledger_accounts WHERE account = '9998'")
+    conn.commit()
 
 
 def test_a_line_cannot_join_an_entry_another_transaction_posts(
