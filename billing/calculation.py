@@ -133,10 +133,7 @@ def compute_invoice(
     `metered_only`: only the lines of the given consumption (energy, tiers, their
     discounts) — for a partial quantity such as an estimate; fees, billing power, excess
     reactive energy and minimum charges belong to the month and are left out."""
-    try:
-        first, end = month_bounds(period)
-    except ValueError as exc:
-        raise BillingError(f"period: {exc}") from exc
+    first, end = _month(period)
     spans = _active_spans(contracts, first, end)
     rows = consumption if isinstance(consumption, list) else list(consumption)
     depth_spans: list[_Span] = []
@@ -159,6 +156,21 @@ def compute_invoice(
         keyed.sort(key=_line_order)
         lines = _with_discounts(keyed)
     return _totals(customer_id, period, lines)
+
+
+_MONTHS: dict[str, tuple[date, date]] = {}  # a close asks for one period 100,000 times
+
+
+def _month(period: str) -> tuple[date, date]:
+    found = _MONTHS.get(period)
+    if found is None:
+        try:
+            found = month_bounds(period)
+        except ValueError as exc:
+            raise BillingError(f"period: {exc}") from exc
+        if len(_MONTHS) < 1000:
+            _MONTHS[period] = found
+    return found
 
 
 def with_extra_lines(draft: InvoiceDraft, extra: Sequence[InvoiceLine]) -> InvoiceDraft:
@@ -275,8 +287,11 @@ def _fee_lines(spans: list[_Span], catalog: Catalog, first: date, end: date,
                 rate = version.vat_rate if comp.vat_rate is None else comp.vat_rate
                 key = (contract.service, contract.metering_point_id, comp.code, comp.price_micro,
                        rate, area)
-                acc = groups.setdefault(key, _Fee(comp, rate, area, seg_start))
-                acc.first = min(acc.first, seg_start)
+                acc = groups.get(key)
+                if acc is None:
+                    acc = groups[key] = _Fee(comp, rate, area, seg_start)
+                elif seg_start < acc.first:
+                    acc.first = seg_start
                 acc.days += (seg_stop - seg_start).days
         if deep:
             depth_spans.append(span)

@@ -25,7 +25,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, timedelta
-from multiprocessing import get_context
+from multiprocessing import get_all_start_methods, get_context
 from typing import Any, NamedTuple
 
 import psycopg
@@ -403,9 +403,11 @@ def _rendered_chunks(inputs: _Inputs) -> Iterator[list[Rendered]]:
 def _workers(customers: int) -> int:
     """Worker processes for the calculation: one core is left to this process and its
     PostgreSQL backend, which write the chunks meanwhile; 0 = compute here."""
-    if customers < PARALLEL_FROM or threading.active_count() > 1:
+    if (customers < PARALLEL_FROM or threading.active_count() > 1
+            or "fork" not in get_all_start_methods()):
         return 0
-    return min(len(os.sched_getaffinity(0)) - 1, 4)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return min((cores or 1) - 1, 4)
 
 
 def _render_forked(lo: int, hi: int) -> list[Rendered | str | None]:
