@@ -182,21 +182,21 @@ class _Camt:
         self._days: dict[str, date] = {}
 
     def all(self, nodes: list[Element], path: str) -> list[Element]:
-        """Every element at `path` below `nodes`, in document order."""
-        if not path:
-            return nodes
+        """Every element at `path` below `nodes` ("": `nodes`), in document order."""
         tags = self._paths.get(path)
         if tags is None:
-            tags = self._paths[path] = tuple(self.prefix + p for p in path.split("/"))
+            tags = self._paths[path] = tuple(self.prefix + p for p in path.split("/") if p)
         for tag in tags:
-            if not nodes:
+            if len(nodes) == 1:
+                nodes = nodes[0].findall(tag)
+            elif nodes:
+                nodes = [c for n in nodes for c in n.findall(tag)]
+            else:
                 break
-            nodes = (nodes[0].findall(tag) if len(nodes) == 1
-                     else [c for n in nodes for c in n.findall(tag)])
         return nodes
 
     def texts(self, nodes: list[Element], path: str) -> list[str]:
-        return [s for s in (t.text.strip() for t in self.all(nodes, path) if t.text) if s]
+        return [s for t in self.all(nodes, path) if t.text and (s := t.text.strip())]
 
     def text(self, nodes: list[Element], path: str) -> str | None:
         """The first non-blank text at `path`, stripped."""
