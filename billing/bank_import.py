@@ -1,8 +1,10 @@
 """Importing a bank statement (camt.053) or a payments CSV: record, book, queue the rest.
 
-Every credit becomes a payment for `billing.payments.record_payments` under the bank's
+Every credit becomes a payment for `billing.payments.record_checked` under the bank's
 transaction reference (camt: ``<account>:<AcctSvcrRef>``; CSV: the transaction_id
-column), so importing the same statement again records nothing twice. Outcomes:
+column), so importing the same statement again records nothing twice. The whole file is
+matched and recorded by a handful of statements (set-based), never one per payment.
+Outcomes:
 
 * matched: recorded and booked (by payment reference, else by customer code);
 * duplicate: already recorded, or already waiting in the clerk's queue;

@@ -158,6 +158,9 @@ def _parse_camt053(data: bytes) -> ParsedStatement:
         account = x.text([stmt], "Acct/Id/IBAN") or x.text([stmt], "Acct/Id/Othr/Id")
         if account is None:
             raise StatementError(f"camt.053: Stmt[{s_no}]/Acct/Id: the account is missing")
+        if len(account) > 34:  # ISO 20022: an IBAN or other account id has at most 34
+            raise StatementError(f"camt.053: Stmt[{s_no}]/Acct/Id: more than 34 characters:"
+                                 f" {account[:40]!r}")
         if out.account not in (None, account):
             raise StatementError("camt.053: statements of more than one account in one file")
         out.account = account

@@ -133,6 +133,7 @@ def test_foreign_currency_is_kept_with_its_currency() -> None:
     (b'<Document xmlns="urn:iso:std:iso:20022:tech:xsd:camt.053.001.02"><BkToCstmrStmt>'
      b"</BkToCstmrStmt></Document>", "no statement in the file"),
     (camt("").replace(b"<IBAN>" + IBAN.encode() + b"</IBAN>", b""), "the account is missing"),
+    (camt("", account="BA39" + "1" * 31), "Acct/Id: more than 34 characters"),
     (b"<Document><unclosed></Document>", "not well-formed"),
     (b'<?xml version="1.0"?><!DOCTYPE d [<!ENTITY a "aaaaaaaaaa"><!ENTITY b "&a;&a;&a;&a;">]>'
      b"<Document>&b;</Document>", "unsafe XML"),
