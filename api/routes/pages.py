@@ -15,7 +15,7 @@ import hmac
 import secrets
 from pathlib import Path
 from typing import Annotated, Any
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, urlencode
 
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import RedirectResponse, Response
@@ -112,6 +112,7 @@ def render(
         name,
         {
             "lang": lang,
+            "other_lang_href": other_lang_href(request, lang),
             "t": translator(lang),
             "f": Formats(lang),
             "customer_id": session[0] if session else None,
@@ -128,6 +129,16 @@ def render(
             secure=_settings(request).cookie_secure, httponly=True, samesite="lax",
         )
     return response
+
+
+def other_lang_href(request: Request, lang: str) -> str:
+    """The link to the page in the other language: the same query (a year filter, the
+    login's ``next``) with only ``lang`` changed. A refused form (POST) has no address to
+    show again, so its link carries the language alone."""
+    other = "bs" if lang == "en" else "en"
+    kept = [] if request.method != "GET" else [
+        (k, v) for k, v in request.query_params.multi_items() if k != "lang"]
+    return "?" + urlencode([*kept, ("lang", other)])
 
 
 def redirect(url: str) -> RedirectResponse:

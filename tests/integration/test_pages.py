@@ -318,3 +318,14 @@ def test_stylesheet_is_served_by_the_app(pool: ConnectionPool, clock: Clock) -> 
     assert css.headers["x-content-type-options"] == "nosniff"
     assert icon.status_code == 200 and icon.headers["content-type"].startswith("image/svg")
     assert missing.status_code == 404
+
+
+def test_language_switch_keeps_the_page_query(pool: ConnectionPool, clock: Clock) -> None:
+    """After logging out (/prijava?odjava=1) the English link still says "logged out"."""
+    with make_client(pool, clock) as client:
+        page = client.get("/prijava?odjava=1").text
+        assert "Odjavljeni ste." in page
+        assert '<a href="?odjava=1&amp;lang=en" lang="en" hreflang="en">English</a>' in page
+        english = client.get("/prijava?odjava=1&lang=en").text
+        assert "You have logged out." in english
+        assert '<a href="?odjava=1&amp;lang=bs" lang="bs" hreflang="bs">Bosanski</a>' in english
