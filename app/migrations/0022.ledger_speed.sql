@@ -6,14 +6,16 @@
 --    close of 100,000 invoices, each summing its entry's lines at COMMIT). An entry's lines
 --    are written FIRST and the entry row after them: writing the entry row posts it.
 --    * journal_lines, per statement: a line whose entry is already posted is refused (no
---      line can be added to a posted entry), as is a line that claims another transaction.
+--      line can be added to a posted entry).
 --    * journal_entries, per statement: every new entry has ≥ 2 lines and debits = credits
 --      (one grouped query over the new entries), else the statement is refused.
---    * a line whose entry never comes: the line → entry foreign key is deferred to COMMIT.
---      It includes `posted_xact`, the id of the transaction that wrote the row (default,
---      and checked by both triggers), so a line can only belong to an entry posted by its
---      own transaction: a line written while another transaction posts the same entry
---      number cannot attach itself to that entry when both have committed.
+--    * a line whose entry never comes: the lines statement leaves one row in
+--      `journal_pending_lines` (its distinct entry numbers) whose deferred constraint
+--      trigger checks them all at COMMIT with one query, instead of a deferred foreign key
+--      checked line by line (100,000 checks for 20,000 invoices, 0.4 s of CPU). The entry
+--      must have been posted by the same transaction (`posted_xact`, the id of the
+--      transaction that wrote the entry row): a line written while another transaction
+--      posts the same entry number cannot attach itself to that entry.
 -- 2. The lines' references to the chart (ledger_accounts) and to customers are checked once
 --    per statement (distinct values, locked FOR KEY SHARE as a foreign key would lock them)
 --    instead of by two foreign keys checked row by row; removing or renaming an account or
@@ -30,23 +32,58 @@ DROP FUNCTION check_entry_balanced();
 -- Rows posted before this migration keep posted_xact 0 (no rewrite, no trigger fires).
 ALTER TABLE journal_entries ADD COLUMN posted_xact xid8 NOT NULL DEFAULT '0';
 ALTER TABLE journal_entries ALTER COLUMN posted_xact SET DEFAULT pg_current_xact_id();
-ALTER TABLE journal_entries ADD CONSTRAINT journal_entries_posted_xact
-    UNIQUE (entry_number, posted_xact);
-ALTER TABLE journal_lines ADD COLUMN posted_xact xid8 NOT NULL DEFAULT '0';
-ALTER TABLE journal_lines ALTER COLUMN posted_xact SET DEFAULT pg_current_xact_id();
 ALTER TABLE journal_lines DROP CONSTRAINT journal_lines_entry_number_fkey;
 ALTER TABLE journal_lines DROP CONSTRAINT journal_lines_account_fkey;
 ALTER TABLE journal_lines DROP CONSTRAINT journal_lines_customer_id_fkey;
-ALTER TABLE journal_lines ADD CONSTRAINT journal_lines_entry_fkey
-    FOREIGN KEY (entry_number, posted_xact) REFERENCES journal_entries (entry_number, posted_xact)
-    DEFERRABLE INITIALLY DEFERRED;
+
+-- One row per statement that wrote journal lines, checked and removed at COMMIT. Unlogged:
+-- a row never outlives its transaction.
+CREATE UNLOGGED TABLE journal_pending_lines (
+    pending_id     bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    posted_xact    xid8 NOT NULL DEFAULT pg_current_xact_id(),
+    entry_numbers  text[] NOT NULL
+);
+
+CREATE FUNCTION check_pending_lines() RETURNS trigger LANGUAGE plpgsql
+SET enable_hashjoin = off SET enable_mergejoin = off AS $$
+DECLARE
+    bad  text;
+BEGIN
+    SELECT n INTO bad FROM unnest(NEW.entry_numbers) n
+     WHERE NOT EXISTS (SELECT 1 FROM journal_entries e
+                       WHERE e.entry_number = n AND e.posted_xact = NEW.posted_xact)
+     LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'journal lines of entry % have no entry: the entry row must be written by the transaction that writes its lines',
+            bad USING ERRCODE = 'foreign_key_violation';
+    END IF;
+    DELETE FROM journal_pending_lines WHERE pending_id = NEW.pending_id;
+    RETURN NULL;
+END $$;
+CREATE CONSTRAINT TRIGGER journal_pending_lines_check AFTER INSERT ON journal_pending_lines
+    DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION check_pending_lines();
+
+-- Only the check itself removes a pending row; nothing changes one.
+CREATE FUNCTION refuse_change_of_pending_lines() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP = 'DELETE' AND pg_trigger_depth() > 1 THEN
+        RETURN OLD;
+    END IF;
+    RAISE EXCEPTION 'journal_pending_lines is kept by the ledger''s triggers (% refused)', TG_OP
+        USING ERRCODE = 'integrity_constraint_violation';
+END $$;
+CREATE TRIGGER journal_pending_lines_kept BEFORE UPDATE OR DELETE ON journal_pending_lines
+    FOR EACH ROW EXECUTE FUNCTION refuse_change_of_pending_lines();
+CREATE TRIGGER journal_pending_lines_no_truncate BEFORE TRUNCATE ON journal_pending_lines
+    FOR EACH STATEMENT EXECUTE FUNCTION refuse_change_of_pending_lines();
 
 -- Nested loops over the index of the other table: the work grows with the rows of the
 -- statement, never with the size of the ledger (a hash join would read all of it).
 CREATE FUNCTION check_new_journal_lines() RETURNS trigger LANGUAGE plpgsql
 SET enable_hashjoin = off SET enable_mergejoin = off AS $$
 DECLARE
-    bad  text;
+    bad      text;
+    numbers  text[];
 BEGIN
     -- what a foreign key does, once per distinct value: lock the row, then check it exists
     PERFORM 1 FROM ledger_accounts a WHERE a.account IN (SELECT account FROM new_lines)
@@ -67,19 +104,18 @@ BEGIN
         RAISE EXCEPTION 'journal line: customer % does not exist', bad
             USING ERRCODE = 'foreign_key_violation';
     END IF;
-    SELECT n.entry_number INTO bad FROM new_lines n
-     WHERE n.posted_xact <> pg_current_xact_id() LIMIT 1;
-    IF FOUND THEN
-        RAISE EXCEPTION 'journal line of entry %: posted_xact must be the posting transaction''s own (leave it to its default)',
-            bad USING ERRCODE = 'integrity_constraint_violation';
+    SELECT array_agg(entry_number) INTO numbers
+      FROM (SELECT DISTINCT entry_number FROM new_lines) d;
+    IF numbers IS NULL THEN  -- no line written
+        RETURN NULL;
     END IF;
     SELECT e.entry_number INTO bad
-      FROM (SELECT DISTINCT entry_number FROM new_lines) n
-      JOIN journal_entries e USING (entry_number) LIMIT 1;
+      FROM unnest(numbers) n JOIN journal_entries e ON e.entry_number = n LIMIT 1;
     IF FOUND THEN
         RAISE EXCEPTION 'journal entry % is posted: no line can be added to it (post a reversal or another entry instead)',
             bad USING ERRCODE = 'integrity_constraint_violation';
     END IF;
+    INSERT INTO journal_pending_lines (entry_numbers) VALUES (numbers);  -- checked at COMMIT
     RETURN NULL;
 END $$;
 CREATE TRIGGER journal_lines_before_entry AFTER INSERT ON journal_lines

@@ -228,13 +228,27 @@ def test_balance_is_checked_once_per_entry(conn: psycopg.Connection) -> None:
     _refused(conn, "entry 2026-000005 is posted", sql=(
         "INSERT INTO journal_lines (entry_number, line_no, account, debit_fen, credit_fen)"
         " VALUES ('2026-000005', 3, '6010', 1, 0)"))
-    # lines whose entry never comes: refused at commit (deferred foreign key)
+    # lines whose entry never comes: refused at commit, also when the entry row was written
+    # in a savepoint that was rolled back
     _raw_lines(conn, "2026-000009", [("2110", 100, 0), ("6010", 0, 100)])
-    _refused(conn, "journal_lines_entry_fkey", at_commit=True)
-    # a line cannot pose as another transaction's
-    _refused(conn, "posted_xact must be", sql=(
-        "INSERT INTO journal_lines (entry_number, line_no, account, debit_fen, credit_fen,"
-        " posted_xact) VALUES ('2026-000005', 1, '6010', 1, 0, '0')"))
+    err = _refused(conn, "lines of entry 2026-000009 have no entry", at_commit=True)
+    assert isinstance(err, psycopg.errors.ForeignKeyViolation)
+    _raw_lines(conn, "2026-000009", [("2110", 100, 0), ("6010", 0, 100)])
+    with pytest.raises(RuntimeError), conn.transaction():
+        _raw_entry(conn, 9, [])
+        raise RuntimeError("rolled back")
+    _refused(conn, "lines of entry 2026-000009 have no entry", at_commit=True)
+    # the check's pending rows: nobody else changes them, none outlives its transaction
+    _raw_lines(conn, "2026-000009", [("2110", 100, 0), ("6010", 0, 100)])
+    for statement in ("DELETE FROM journal_pending_lines", "TRUNCATE journal_pending_lines",
+                      "UPDATE journal_pending_lines SET entry_numbers = '{}'"):
+        with pytest.raises((psycopg.errors.IntegrityConstraintViolation,
+                            psycopg.errors.ObjectInUse)), conn.transaction():
+            conn.execute(statement)  # TRUNCATE: PostgreSQL refuses (pending trigger events)
+    _refused(conn, "lines of entry 2026-000009 have no entry", at_commit=True)
+    assert conn.execute("SELECT count(*) FROM journal_pending_lines").fetchone() == (0,)
+    _refused(conn, "kept by", sql="TRUNCATE journal_pending_lines")
+    # an entry cannot pose as another transaction's
     _raw_lines(conn, "2026-000005", [("2110", 100, 0), ("6010", 0, 100)])
     _refused(conn, "posted_xact must be", sql=(
         "INSERT INTO journal_entries (entry_number, year, seq, entry_date, kind, source_document,"
@@ -290,7 +304,7 @@ def test_a_line_cannot_join_an_entry_another_transaction_posts(
     with psycopg.connect(db_url) as other:
         _raw_entry(other, 4, [("2110", 100, 0), ("6010", 0, 100)])
         other.commit()
-    _refused(conn, "journal_lines_entry_fkey", at_commit=True)
+    _refused(conn, "lines of entry 2026-000004 have no entry", at_commit=True)
     assert conn.execute("SELECT count(*), sum(debit_fen) - sum(credit_fen) FROM journal_lines"
                         " WHERE entry_number = '2026-000004'").fetchone() == (2, 0)
 
