@@ -6,11 +6,11 @@ An invoice, a payment or a journal entry is reported on Kafka (``billing.invoice
 leaves no event behind, a committed one cannot lose its events. ``stream.outbox_publisher``
 sends the rows later and marks them published.
 
-An invoice or ledger event row is a claim check (topic, key, the document's id): the
-documents are immutable, so the publisher builds the payload when it sends
+The row is a claim check (topic, key, the document's id): invoices, payments and journal
+entries are immutable, so the publisher builds the payload when it sends
 (`build_payloads`), outside the fact's transaction, and it is the payload the fact's
-transaction would have built. Payment events (a few per payment import, cheap) still carry
-their payload; the publisher can build theirs from a claim check too.
+transaction would have built. Rows written with a payload (before migration 0022) are sent
+as they are.
 Payloads are built in SQL (set-based: one statement per batch, however many documents),
 so the event says exactly what the database holds. Money is a decimal string in KM with
 two decimals, quantities with three, prices with two to six.
@@ -124,18 +124,10 @@ ORDER BY n.no
 """
 _INVOICE_CLAIMS = _CLAIMS.format(
     key="i.customer_id", join="JOIN invoices i ON i.invoice_number = n.document")
+_PAYMENT_CLAIMS = _CLAIMS.format(
+    key="p.customer_id", join="JOIN payments p ON p.payment_id = n.document")
 _LEDGER_CLAIMS = _CLAIMS.format(
     key="e.entry_number", join="JOIN journal_entries e ON e.entry_number = n.document")
-# Payment events still carry their payload in the row: tests of payment corrections (not
-# ledger files) read it there. The publisher builds the same payload from a claim check, so
-# switching is a change of this one statement.
-_PAYMENT_EVENTS = f"""
-INSERT INTO outbox_events (topic, key, payload)
-SELECT %(topic)s, p.customer_id, {_PAYMENT_JSON}
-FROM unnest(%(documents)s::text[]) WITH ORDINALITY AS n(payment_id, no)
-JOIN payments p USING (payment_id)
-ORDER BY n.no
-"""
 _KEYED_CLAIMS = """
 INSERT INTO outbox_events (topic, key, document)
 SELECT %(topic)s, n.key, n.document
@@ -171,7 +163,7 @@ def add_payment_events(conn: psycopg.Connection, payment_ids: Sequence[str]) -> 
     caller's transaction."""
     if not payment_ids:
         return 0
-    cur = conn.execute(_PAYMENT_EVENTS, {"topic": PAYMENTS, "documents": list(payment_ids)})
+    cur = conn.execute(_PAYMENT_CLAIMS, {"topic": PAYMENTS, "documents": list(payment_ids)})
     return cur.rowcount
 
 

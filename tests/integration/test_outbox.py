@@ -218,9 +218,9 @@ def test_claim_checks_are_sent_with_the_old_payloads(conn: psycopg.Connection,
     conn.commit()
     rows = conn.execute("SELECT topic, key, document, payload FROM outbox_events"
                         " ORDER BY event_id").fetchall()
-    # invoice and ledger events are claim checks; payment events still carry their payload
+    # every event is a claim check: the document's id, no payload
     assert {(t, d is None, p is None) for t, _, d, p in rows} == {
-        (INVOICES, False, True), (LEDGER, False, True), (PAYMENTS, True, False)}
+        (INVOICES, False, True), (LEDGER, False, True), (PAYMENTS, False, True)}
     assert ("billing.invoices.v1", "100001", "2026-000001", None) in rows
     # a row that carries its payload is sent as it is; a payment claim check is built
     conn.execute("INSERT INTO outbox_events (topic, key, payload) VALUES (%s, 'old', %s)",
