@@ -130,6 +130,10 @@ def test_parallel_close_writes_what_the_serial_drafts_say(
         assert res.invoices_created == len(want["invoices"]) > 40
         assert written(conn) == want
         assert res.total_fen == sum(r[8] for r in want["invoices"])
+        # booked chunk by chunk: one entry per invoice, numbered in invoice order
+        entries = conn.execute("SELECT source_document FROM journal_entries"
+                               " ORDER BY entry_number").fetchall()
+        assert [e[0] for e in entries] == [r[0] for r in want["invoices"]]
         first, end = month_bounds(PERIOD)
         assert res.unbilled_days == closer._scalar(
             conn, closer._UNBILLED, {"first": first, "end": end}) > 100
