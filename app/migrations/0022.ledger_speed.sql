@@ -36,6 +36,12 @@ ALTER TABLE journal_lines DROP CONSTRAINT journal_lines_entry_number_fkey;
 ALTER TABLE journal_lines DROP CONSTRAINT journal_lines_account_fkey;
 ALTER TABLE journal_lines DROP CONSTRAINT journal_lines_customer_id_fkey;
 
+-- Every check below is a nested loop over the index of the other table (the functions'
+-- SET clauses), so its work grows with the rows of the statement, never with the size of
+-- the ledger: a hash join would read all of it, and a fresh table without statistics made
+-- the planner loop over a materialized scan of it (267 ms instead of 3 ms per 2,500
+-- entries).
+
 -- One row per statement that wrote journal lines, checked and removed at COMMIT. Unlogged:
 -- a row never outlives its transaction.
 CREATE UNLOGGED TABLE journal_pending_lines (
@@ -45,7 +51,7 @@ CREATE UNLOGGED TABLE journal_pending_lines (
 );
 
 CREATE FUNCTION check_pending_lines() RETURNS trigger LANGUAGE plpgsql
-SET enable_hashjoin = off SET enable_mergejoin = off AS $$
+SET enable_hashjoin = off SET enable_mergejoin = off SET enable_seqscan = off AS $$
 DECLARE
     bad  text;
 BEGIN
@@ -77,10 +83,8 @@ CREATE TRIGGER journal_pending_lines_kept BEFORE UPDATE OR DELETE ON journal_pen
 CREATE TRIGGER journal_pending_lines_no_truncate BEFORE TRUNCATE ON journal_pending_lines
     FOR EACH STATEMENT EXECUTE FUNCTION refuse_change_of_pending_lines();
 
--- Nested loops over the index of the other table: the work grows with the rows of the
--- statement, never with the size of the ledger (a hash join would read all of it).
 CREATE FUNCTION check_new_journal_lines() RETURNS trigger LANGUAGE plpgsql
-SET enable_hashjoin = off SET enable_mergejoin = off AS $$
+SET enable_hashjoin = off SET enable_mergejoin = off SET enable_seqscan = off AS $$
 DECLARE
     bad      text;
     numbers  text[];
@@ -125,7 +129,7 @@ CREATE TRIGGER journal_lines_before_entry AFTER INSERT ON journal_lines
 -- The other side of those references: an account or a customer that journal lines name
 -- cannot be deleted, nor its key changed (TRUNCATE of either is refused while lines exist).
 CREATE FUNCTION refuse_removal_of_booked_key() RETURNS trigger LANGUAGE plpgsql
-SET enable_hashjoin = off SET enable_mergejoin = off AS $$
+SET enable_hashjoin = off SET enable_mergejoin = off SET enable_seqscan = off AS $$
 DECLARE
     bad  text;
 BEGIN
@@ -172,7 +176,7 @@ CREATE TRIGGER customers_booked_truncate BEFORE TRUNCATE ON customers
     FOR EACH STATEMENT EXECUTE FUNCTION refuse_truncate_of_booked();
 
 CREATE FUNCTION check_entries_balanced() RETURNS trigger LANGUAGE plpgsql
-SET enable_hashjoin = off SET enable_mergejoin = off AS $$
+SET enable_hashjoin = off SET enable_mergejoin = off SET enable_seqscan = off AS $$
 DECLARE
     bad  record;
 BEGIN
