@@ -336,6 +336,18 @@ def test_numbers_have_no_gaps_and_documents_book_once(conn: psycopg.Connection) 
                         ).fetchone() == (0,)
 
 
+def test_copy_text_survives_tabs_newlines_and_backslashes(conn: psycopg.Connection) -> None:
+    # the journal's COPY rows are formatted by hand: every special character is escaped
+    odd = "A\\B\tC\nD\rE \\N"
+    entry = EntryDraft("adjustment", odd, APRIL_1, f"Opis {odd}",
+                       (LineDraft("2190", 100, 0), LineDraft("2110", 0, 100, "100001")))
+    with conn.transaction():
+        [number] = post_entries(conn, [entry], chart=CHART)
+    assert conn.execute("SELECT source_document, description FROM journal_entries"
+                        " WHERE entry_number = %s", (number,)).fetchone() == (odd, f"Opis {odd}")
+    assert entry_lines(conn, str(number)) == [("2190", None, 100, 0), ("2110", "100001", 0, 100)]
+
+
 def test_post_missing_books_documents_from_before_the_ledger(conn: psycopg.Connection) -> None:
     with conn.transaction():
         # 4.00 of 4.62 KM: an overpayment would add a credit move, which is not a document (#5)
