@@ -1,9 +1,10 @@
 """Read side of a customer's account, as the portal shows it.
 
 Balance = all invoice totals − all credit notes − all payments (positive: the customer
-owes). Payments are allocated to invoices oldest first (FIFO) to give each invoice a
-status; an invoice cancelled by a credit note (`billing.credit_notes`, always in full) is
-covered by it, takes no payment and has the status "credited".
+owes). Payments are allocated to invoices to give each invoice a status
+(`billing.allocation`): a payment whose reference names an invoice pays that invoice, the
+rest oldest first (FIFO); an invoice cancelled by a credit note (`billing.credit_notes`,
+always in full) is covered by it, takes no payment and has the status "credited".
 Per service and month the portal shows a quantity and an amount including VAT:
 
 * quantity: the sum of the service's metered lines (unit kWh for electricity across
@@ -26,6 +27,8 @@ from typing import Any
 
 import psycopg
 
+from billing.aging import PAYMENT_TARGET, PAYMENT_TARGET_JOIN
+from billing.allocation import Credit, Debt, cover, fifo
 from rating.calendar import previous_period
 from rating.money import vat_fen
 
@@ -49,7 +52,7 @@ class InvoiceState:
     issued_on: date
     due_on: date
     total_fen: int
-    covered_fen: int  # part of the total that payments cover (FIFO)
+    covered_fen: int  # part of the total that payments cover (`billing.allocation`)
     status: str
 
 
@@ -105,14 +108,8 @@ def amount_with_vat(net_fen: int, rate_percent: Decimal) -> int:
 
 
 def allocate_fifo(totals: Sequence[int], paid_fen: int) -> list[int]:
-    """How much of each invoice (oldest first) the paid sum covers."""
-    left = max(paid_fen, 0)
-    covered = []
-    for total in totals:
-        part = min(max(total, 0), left)
-        covered.append(part)
-        left -= part
-    return covered
+    """How much of each invoice (oldest first) the paid sum covers (pooled FIFO)."""
+    return fifo(totals, paid_fen)
 
 
 def invoice_status(total_fen: int, covered_fen: int, due_on: date, today: date) -> str:
@@ -289,12 +286,11 @@ def invoice_states(conn: psycopg.Connection, customer_id: str, today: date) -> l
            WHERE i.customer_id = %s ORDER BY i.period, i.issued_on, i.invoice_number""",
         (customer_id,),
     ).fetchall()
-    paid = conn.execute(
-        "SELECT coalesce(sum(amount_fen), 0) FROM payments WHERE customer_id = %s", (customer_id,)
-    ).fetchone()
-    open_rows = [r for r in rows if not r[5]]
-    covered = dict(zip((r[0] for r in open_rows),
-                       allocate_fifo([int(r[4]) for r in open_rows], int(paid[0]) if paid else 0),
+    credits = [Credit(on, int(amount), target) for on, amount, target in conn.execute(
+        f"""SELECT p.paid_on, p.amount_fen, {PAYMENT_TARGET} FROM payments p {PAYMENT_TARGET_JOIN}
+            WHERE p.customer_id = %s""", (customer_id,))]
+    debts = [Debt(str(r[0]), r[3], int(r[4])) for r in rows if not r[5]]
+    covered = dict(zip((d.number for d in debts), cover(debts, credits).covered_fen,
                        strict=True))
     states = [
         InvoiceState(str(n), str(p), iss, due, int(t), int(t), CREDITED) if credited else

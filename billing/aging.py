@@ -2,8 +2,9 @@
 
 A customer's open items are their invoices (due on ``due_on``, FIFO order of
 `billing.accounts`) followed by their charges (interest, fees, court costs; due on the day
-charged). Credits are payments and write-offs. Credits cover invoices oldest first, then
-charges oldest first; each item's open part is aged by the days it is past due:
+charged). Credits are payments and write-offs. A payment whose reference names one of the
+invoices pays that invoice; everything else covers invoices oldest first, then charges
+oldest first (`billing.allocation`); each item's open part is aged by the days it is past due:
 ``not_due`` (due as_of or later), 0–30, 31–60, 61–90, 91–180, 181–365, over 365.
 Everything is as known at the end of `as_of` (later documents are ignored).
 
@@ -21,7 +22,7 @@ from datetime import date
 
 import psycopg
 
-from billing.interest import Credit, Debt
+from billing.allocation import Credit, Debt, cover
 
 BUCKETS = ("not_due", "0-30", "31-60", "61-90", "91-180", "181-365", "over_365")
 _LIMITS = ((0, "not_due"), (30, "0-30"), (60, "31-60"), (90, "61-90"), (180, "91-180"),
@@ -54,6 +55,19 @@ class AgingReport:
     credit_fen: int
 
 
+# The invoice a payment row targets (`billing.allocation`): the customer's own invoice its
+# reference names, for a reversal the one the reversed payment named; NULL for a refund.
+# Use with ``FROM payments p {PAYMENT_TARGET_JOIN}``; ``{PAYMENT_TARGET}`` is the column.
+PAYMENT_TARGET_JOIN = """
+    LEFT JOIN payments o ON p.kind = 'reversal' AND o.payment_id = p.reverses
+                        AND o.kind = 'payment'
+    LEFT JOIN invoices t ON t.customer_id = p.customer_id
+                        AND t.payment_reference = CASE p.kind WHEN 'payment' THEN p.reference
+                                                              WHEN 'reversal' THEN o.reference END
+"""
+PAYMENT_TARGET = "t.invoice_number"
+
+
 def bucket_of(days_past_due: int) -> str:
     for limit, name in _LIMITS:
         if days_past_due <= limit:
@@ -64,15 +78,13 @@ def bucket_of(days_past_due: int) -> str:
 def age_items(items: Sequence[Debt], credits: Sequence[Credit], as_of: date
               ) -> tuple[dict[str, int], int]:
     """(open amount per bucket, unused credit) for one customer; pure."""
-    left = sum(c.amount_fen for c in credits if c.on <= as_of)
+    coverage = cover(items, credits, as_of)
     buckets = dict.fromkeys(BUCKETS, 0)
-    for item in items:
+    for item, covered in zip(items, coverage.covered_fen, strict=True):
         amount = max(item.total_fen, 0)
-        covered = min(amount, max(left, 0))
-        left -= covered
         if amount > covered:
             buckets[bucket_of((as_of - item.due_on).days)] += amount - covered
-    return buckets, max(left, 0)
+    return buckets, coverage.surplus_fen
 
 
 def load_items(conn: psycopg.Connection, as_of: date, customer_id: str | None = None
@@ -98,10 +110,12 @@ def load_items(conn: psycopg.Connection, as_of: date, customer_id: str | None = 
                 out[cid].interest_charged_fen += int(amount)
         else:
             out[cid].credits.append(Credit(on, -int(amount)))
-    for cid, on, amount in conn.execute(
-        f"""SELECT customer_id, paid_on, amount_fen FROM payments
-            WHERE paid_on <= %(d)s{who} ORDER BY customer_id, paid_on""", args):
-        out[cid].credits.append(Credit(on, int(amount)))
+    for cid, on, amount, target in conn.execute(
+        f"""SELECT p.customer_id, p.paid_on, p.amount_fen, {PAYMENT_TARGET}
+            FROM payments p {PAYMENT_TARGET_JOIN}
+            WHERE p.paid_on <= %(d)s{"" if customer_id is None else " AND p.customer_id = %(c)s"}
+            ORDER BY p.customer_id, p.paid_on, p.payment_id""", args):
+        out[cid].credits.append(Credit(on, int(amount), target))
     return dict(out)
 
 

@@ -1,10 +1,14 @@
 """Late-payment interest (zatezna kamata), pure.
 
 Brčko District: 0.03 % per day, simple (no interest on interest), on the overdue principal
-of each invoice. The principal still open on a day follows the FIFO allocation of
-`billing.accounts` (invoices oldest first; a payment covers the oldest open invoice,
-prepayments included): invoice *i* is open by ``total_i − clamp(P − C_{i−1}, 0, total_i)``
-where ``P`` is the sum of credits so far and ``C_{i−1}`` the totals of the invoices before.
+of each invoice. The principal still open on a day follows `billing.allocation`: a payment
+whose reference names an invoice pays that invoice (its excess and all other credits are
+pooled), the pool covers the oldest open invoice first, prepayments included. Without a
+targeted credit this is the closed form of the pooled FIFO: invoice *i* is open by
+``total_i − clamp(P − C_{i−1}, 0, total_i)`` where ``P`` is the sum of credits so far and
+``C_{i−1}`` the totals of the invoices before. With one, the coverage is recomputed on each
+day a credit changes it (`allocation.coverage_steps`): O((debts + credits) × credit days)
+at worst.
 
 Day count: day *d* accrues interest when ``due_on < d ≤ as_of`` on the principal left open
 by the credits dated before *d*; a payment on day *p* therefore still bears that day's
@@ -23,25 +27,16 @@ from datetime import date, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 
 from billing import BillingError
+from billing.allocation import Credit, Debt, cover, coverage_steps, targets
+
+__all__ = ["Credit", "Debt", "InvoiceInterest", "RatePeriod", "check_rates", "interest_by_invoice",
+           "overdue", "total_interest_fen"]
 
 
 @dataclass(frozen=True, slots=True)
 class RatePeriod:
     valid_from: date
     daily_percent: Decimal  # 0.03 = 0.03 % of the principal per day
-
-
-@dataclass(frozen=True, slots=True)
-class Debt:
-    number: str
-    due_on: date
-    total_fen: int
-
-
-@dataclass(frozen=True, slots=True)
-class Credit:
-    on: date
-    amount_fen: int  # a payment or a write-off
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +77,8 @@ def interest_by_invoice(
     """Interest accrued up to and including `as_of` per invoice, in the order given (the
     FIFO order: oldest first). Credits after `as_of` are ignored."""
     check_rates(rates)
+    if targets(debts, credits):
+        return _targeted_interest(debts, credits, as_of, rates)
     dated = sorted((c.on, c.amount_fen) for c in credits if c.on <= as_of)
     days_of_credit = [d for d, _ in dated]
     cumulative: list[int] = []
@@ -115,6 +112,32 @@ def interest_by_invoice(
     return out
 
 
+def _targeted_interest(
+    debts: Sequence[Debt], credits: Sequence[Credit], as_of: date, rates: Sequence[RatePeriod],
+) -> list[InvoiceInterest]:
+    """`interest_by_invoice` when a credit names an invoice: the coverage of each step."""
+    steps = coverage_steps(debts, credits, as_of)
+    step_days = [d for d, _ in steps]
+    end = as_of + timedelta(days=1)
+    out: list[InvoiceInterest] = []
+    for k, debt in enumerate(debts):
+        total = max(debt.total_fen, 0)
+        start = debt.due_on + timedelta(days=1)
+        cuts = {start, end} | {d for d in step_days if start < d < end}
+        cuts |= {r.valid_from for r in rates if start < r.valid_from < end}
+        points = sorted(c for c in cuts if start <= c <= end)
+        exact, days = Decimal(0), 0
+        for a, b in zip(points, points[1:], strict=False):
+            open_fen = total - steps[bisect_right(step_days, a) - 1][1][k]
+            if open_fen > 0:
+                exact += Decimal(open_fen) * _rate_on(rates, a) / 100 * (b - a).days
+                days += (b - a).days
+        fen = int(exact.quantize(Decimal(1), ROUND_HALF_UP))
+        out.append(InvoiceInterest(debt.number, debt.due_on, total,
+                                   total - steps[-1][1][k], days, fen))
+    return out
+
+
 def total_interest_fen(
     debts: Sequence[Debt], credits: Sequence[Credit], as_of: date,
     rates: Sequence[RatePeriod] = DEFAULT_RATES,
@@ -124,7 +147,13 @@ def total_interest_fen(
 
 def overdue(debts: Sequence[Debt], credits: Sequence[Credit], as_of: date) -> tuple[int, int]:
     """(overdue principal in feninga, days since the oldest overdue invoice fell due) at the
-    end of `as_of`, FIFO as above; (0, 0) when nothing is overdue."""
+    end of `as_of`, allocated as above; (0, 0) when nothing is overdue."""
+    if targets(debts, credits):
+        covered = cover(debts, credits, as_of).covered_fen
+        late = [(max(d.total_fen, 0) - c, d.due_on) for d, c in zip(debts, covered, strict=True)
+                if max(d.total_fen, 0) > c and d.due_on < as_of]
+        return (sum(a for a, _ in late),
+                (as_of - min(d for _, d in late)).days if late else 0)
     paid = sum(c.amount_fen for c in credits if c.on <= as_of)
     before, amount, oldest = 0, 0, None
     for debt in debts:
