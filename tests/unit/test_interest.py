@@ -79,3 +79,13 @@ def test_half_up_per_invoice() -> None:
     # 5000 × 0.0003 × 1 = 1.5 → 2 ; two such invoices give 4, not round(3.0) = 3
     debts = [Debt("A", D(2026, 3, 15), 5000), Debt("B", D(2026, 3, 15), 5000)]
     assert [r.interest_fen for r in interest_by_invoice(debts, [], D(2026, 3, 16))] == [2, 2]
+
+
+def test_a_payment_by_reference_pays_its_invoice_and_the_older_one_bears_interest() -> None:
+    # issue #5: B paid on 1 Mar by its reference; A (due 15 Feb) stays open: 5000 × 0.0003
+    # × 38 days (16 Feb … 25 Mar) = 57; without the reference A is paid 14 days late (21)
+    debts = [Debt("A", D(2026, 2, 15), 5000), Debt("B", D(2026, 3, 15), 5000)]
+    a, b = interest_by_invoice(debts, [Credit(D(2026, 3, 1), 5000, "B")], D(2026, 3, 25))
+    assert (a.interest_fen, a.open_fen, b.interest_fen, b.open_fen) == (57, 5000, 0, 0)
+    assert overdue(debts, [Credit(D(2026, 3, 1), 5000, "B")], D(2026, 3, 25)) == (5000, 38)
+    assert Credit(D(2026, 3, 1), 5000) == Credit(D(2026, 3, 1), 5000, None)
