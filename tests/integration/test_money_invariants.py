@@ -6,7 +6,9 @@ amount including overpayments), duplicate imports, credit notes and corrected in
 payment reversals (re-matched or queued) and refunds of credit in random order; after every
 step the ledger balances, each customer's receivable net of their credit (2110 + 4310) equals
 invoices − credit notes − payments (reversals and refunds are negative payments) and, once
-settled, the credit is exactly the surplus, no payment covers more than its amount,
+settled, the credit is exactly the surplus, invoices are covered by the allocation rule of
+`billing.allocation` (a payment by reference pays its invoice, the rest FIFO; checked
+against the machine's own record of payments), no payment covers more than its amount,
 document numbers have no gaps and every finalized invoice and credit note is byte-identical
 to what it was when issued.
 Every example runs on its own database, copied from the migrated template.
@@ -85,6 +87,7 @@ class MoneyMachine(RuleBasedStateMachine):
         self.payments: list[dict[str, str]] = []
         self.amounts: dict[str, tuple[str, int]] = {}  # payment id → (customer, amount)
         self.reversed: set[str] = set()
+        self.target: dict[str, str] = {}  # payment id → invoice its reference names
         self.settled = set(CUSTOMERS)  # customers whose credit was settled since a change
 
     def teardown(self) -> None:
@@ -167,6 +170,7 @@ class MoneyMachine(RuleBasedStateMachine):
             assert ref is not None
             payment = {**payment, "reference": ref[0]}
             del payment["customer_id"]
+            self.target[payment["payment_id"]] = number
         [out] = record_payments(self.conn, [payment], channel="bank")
         self.conn.commit()
         assert out.status == ACCEPTED and out.customer_id == customer, out
@@ -294,9 +298,20 @@ class MoneyMachine(RuleBasedStateMachine):
             open_ = [s for s in states if s.number not in self.credited]
             assert all(0 <= s.covered_fen <= max(s.total_fen, 0) for s in open_)
             covered = sum(s.covered_fen for s in open_)
-            # net paid is below zero when a payment whose surplus was refunded is reversed
-            assert covered == min(max(self.paid[customer], 0),
-                                  sum(max(s.total_fen, 0) for s in open_))
+            # a live payment by reference pays its (uncredited) invoice up to its total; the
+            # rest of all money is a pool covering the rest FIFO (net paid is below zero when a
+            # payment whose surplus was refunded is reversed: the pool then covers nothing)
+            totals = {s.number: max(s.total_fen, 0) for s in open_}
+            net: dict[str, int] = dict.fromkeys(totals, 0)
+            for pid, (who, fen) in self.amounts.items():
+                number = self.target.get(pid)
+                if who == customer and pid not in self.reversed and number in totals:
+                    net[number] += fen
+            applied = {n: min(max(t, 0), totals[n]) for n, t in net.items()}
+            pool = self.paid[customer] - sum(applied.values())
+            assert covered == sum(applied.values()) + min(
+                max(pool, 0), sum(totals.values()) - sum(applied.values()))
+            assert all(s.covered_fen >= applied[s.number] for s in open_)
         for pid, amount in self.conn.execute(
                 "SELECT p.payment_id, p.amount_fen - coalesce(sum(l.credit_fen), 0)"
                 " FROM payments p LEFT JOIN journal_entries e ON e.kind = 'payment'"
