@@ -566,6 +566,8 @@ def _load_month(conn: psycopg.Connection, args: dict[str, object], breaks: list[
     pass over the month."""
     out: dict[str, list[DailyConsumption]] = defaultdict(list)
     unbilled = 0
+    # room for the hashed `NOT IN` (else a subplan rescanned per row) in the preview too
+    conn.execute("SET LOCAL work_mem = '256MB'")
     for customer_id, *rest in conn.execute(_CONSUMPTION_CLOSE, {**args, "breaks": breaks}):
         if customer_id is None:
             unbilled = int(rest[-1])
