@@ -57,13 +57,15 @@ class AgingReport:
 
 # The invoice a payment row targets (`billing.allocation`): the customer's own invoice its
 # reference names, for a reversal the one the reversed payment named; NULL for a refund.
+# The reference is stored as the bank wrote it: spaces and dashes are dropped to compare.
 # Use with ``FROM payments p {PAYMENT_TARGET_JOIN}``; ``{PAYMENT_TARGET}`` is the column.
 PAYMENT_TARGET_JOIN = """
     LEFT JOIN payments o ON p.kind = 'reversal' AND o.payment_id = p.reverses
                         AND o.kind = 'payment'
     LEFT JOIN invoices t ON t.customer_id = p.customer_id
-                        AND t.payment_reference = CASE p.kind WHEN 'payment' THEN p.reference
-                                                              WHEN 'reversal' THEN o.reference END
+                        AND t.payment_reference = translate(
+                            CASE p.kind WHEN 'payment' THEN p.reference
+                                        WHEN 'reversal' THEN o.reference END, ' -', '')
 """
 PAYMENT_TARGET = "t.invoice_number"
 

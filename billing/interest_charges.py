@@ -29,6 +29,8 @@ from itertools import accumulate
 import psycopg
 
 from billing import BillingError
+from billing.aging import PAYMENT_TARGET, PAYMENT_TARGET_JOIN
+from billing.allocation import targets
 from billing.calculation import InvoiceLine
 from billing.close_hooks import CloseContext, ExtraLines, WrittenInvoice
 from billing.collections import load_ladder
@@ -75,9 +77,10 @@ def accrued_fen(debts: Sequence[Debt], credits: Sequence[Credit], as_of: date,
                 rates: Sequence[RatePeriod]) -> int:
     """`billing.interest.total_interest_fen` in integer arithmetic, several times faster
     (a close computes it for every customer with an overdue invoice): the same day count,
-    FIFO principal and per-invoice rounding; falls back to it for a rate finer than 1e-8 %."""
+    FIFO principal and per-invoice rounding; falls back to it for a rate finer than 1e-8 %
+    and for a customer whose payment names an invoice (`billing.allocation`)."""
     scaled = [r.daily_percent * _SCALE for r in rates]
-    if not rates or any(x != int(x) for x in scaled):
+    if not rates or any(x != int(x) for x in scaled) or targets(debts, credits):
         return total_interest_fen(debts, credits, as_of, rates)
     check_rates(rates)
     starts, rate_ints = [r.valid_from for r in rates], [int(x) for x in scaled]
@@ -154,14 +157,15 @@ def _due_chunk(conn: psycopg.Connection, ids: list[str], through: date,
         return {}
     args["ids"] = sorted(debts)
     credits: dict[str, list[Credit]] = defaultdict(list)
-    for cid, on, amount in conn.execute(
-        """SELECT customer_id, paid_on, amount_fen FROM payments
-           WHERE customer_id = ANY(%(ids)s) AND paid_on <= %(d)s
-           UNION ALL
-           SELECT customer_id, charged_on, -amount_fen FROM customer_charges
-           WHERE customer_id = ANY(%(ids)s) AND kind = 'write_off' AND charged_on <= %(d)s""",
+    for cid, on, amount, target in conn.execute(
+        f"""SELECT p.customer_id, p.paid_on, p.amount_fen, {PAYMENT_TARGET}
+            FROM payments p {PAYMENT_TARGET_JOIN}
+            WHERE p.customer_id = ANY(%(ids)s) AND p.paid_on <= %(d)s
+            UNION ALL
+            SELECT customer_id, charged_on, -amount_fen, NULL FROM customer_charges
+            WHERE customer_id = ANY(%(ids)s) AND kind = 'write_off' AND charged_on <= %(d)s""",
             args).fetchall():
-        credits[cid].append(Credit(on, int(amount)))
+        credits[cid].append(Credit(on, int(amount), target))
     charged: dict[str, int] = defaultdict(int)
     for cid, amount in conn.execute(
         """SELECT customer_id, sum(amount_fen)::bigint FROM (

@@ -128,3 +128,10 @@ def test_a_reversal_of_a_targeted_payment_reopens_that_invoice(conn) -> None:
     # as of the day before the reversal the newer invoice was still paid
     [row] = aging_report(conn, D(2026, 4, 19), WHO).rows
     assert row.total_fen == old_total - 500
+
+
+def test_a_reference_written_with_spaces_and_dashes_names_its_invoice(conn) -> None:
+    """Banks print the reference in groups; the target is the invoice all the same."""
+    (old_no, _, _, _), (new_no, new_total, new_ref, _) = invoices(conn)
+    pay(conn, "P1", "2026-04-10", new_total, f"{new_ref[:2]} {new_ref[2:6]}-{new_ref[6:]}")
+    assert states(conn) == {new_no: ("paid", new_total), old_no: ("overdue", 0)}

@@ -76,6 +76,27 @@ def test_interest_is_charged_once_on_the_next_invoices(conn: psycopg.Connection)
                         " WHERE customer_id = '200001'").fetchone() == (2, 29)
 
 
+def test_interest_follows_the_invoice_a_payment_names(conn: psycopg.Connection) -> None:
+    """April's invoice paid in full by its reference on 10 May leaves March open: March
+    bears interest to the end of May (FIFO would have paid March and charged April)."""
+    close_period(conn, "2026-04", issued_on=MAY_1)
+    conn.commit()
+    april = conn.execute("SELECT total_fen, payment_reference FROM invoices"
+                         " WHERE customer_id = '200001' AND period = '2026-04'").fetchone()
+    assert april is not None and april[0] == 2512  # 25.01 + 0.11 interest for March
+    with conn.transaction():
+        record_payments(conn, [{"payment_id": "P1", "paid_on": "2026-05-10", "amount": "25.12",
+                                "reference": april[1]}], channel="bank")
+    close_period(conn, "2026-05", issued_on=JUNE_1)
+    conn.commit()
+    # April's principal 25.01 is paid; the 0.11 beyond it covers March from 11 May.
+    # March: 17 Apr–10 May 24 days × 0.7503 + 11–31 May 21 days × 0.7470 = 33.6942 → 0.34;
+    # April: nothing (paid before its due date). 0.34 less 0.11 charged in April = 0.23 KM
+    # (FIFO: March paid, April open 17–31 May → 0.18 + 0.11 − 0.11 = 0.18 KM).
+    line = interest_line(conn, "2026-05")
+    assert line is not None and line[:2] == ("Zatezna kamata do 31.05.2026", 23)
+
+
 def test_interest_charged_by_collections_is_not_charged_again(conn: psycopg.Connection
                                                                ) -> None:
     chart = load_chart()
