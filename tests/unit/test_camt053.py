@@ -237,3 +237,22 @@ def test_csv_bad_rows_are_named_and_the_rest_kept() -> None:
 def test_unreadable_csv(data: bytes, why: str) -> None:
     with pytest.raises(StatementError, match=why):
         parse_csv(data)
+
+
+@pytest.mark.parametrize("data", [
+    b'<?xml version="1.0"?><!DOCTYPE d [<!ENTITY a "aaaaaaaaaa"><!ENTITY b "&a;&a;&a;&a;">]>'
+    b"<Document>&b;</Document>",
+    b'<?xml version="1.0"?><!DOCTYPE d [<!ENTITY x SYSTEM "file:///etc/passwd">]>'
+    b"<Document>&x;</Document>",
+])
+def test_the_defusedxml_fallback_for_an_old_expat_refuses_dtds(
+        data: bytes, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With an expat older than 2.4.1 the statement is parsed by defusedxml instead: it
+    must refuse the same attacks and read the same statement."""
+    import billing.bank_parse as bank_parse
+    good = camt(ntry("81.49", ref="E-1", tx=txd(strd="26 000001 26", debtor="Amra Hodžić")))
+    fast = parse_camt053(good)
+    monkeypatch.setattr(bank_parse, "_SAFE_EXPAT", False)
+    assert parse_camt053(good) == fast
+    with pytest.raises(StatementError, match="unsafe XML"):
+        parse_camt053(data)
