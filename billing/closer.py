@@ -21,12 +21,11 @@ import os
 import re
 import threading
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from multiprocessing import get_all_start_methods, get_context
-from typing import Any, NamedTuple
 
 import psycopg
 
@@ -39,20 +38,56 @@ from billing.calculation import (
     compute_invoice,
     with_extra_lines,
 )
+from billing.close_copy import (
+    Rendered as Rendered,
+)
+from billing.close_copy import (
+    _copy_rows as _copy_rows,
+)
+from billing.close_copy import (
+    _ledger_totals,
+    _render,
+    _write,
+    _written,
+)
+from billing.close_copy import (
+    make_payment_reference as make_payment_reference,
+)
 from billing.close_hooks import (
     AfterWrite,
     CloseContext,
     LineSource,
-    WrittenInvoice,
     default_after_write,
     default_line_sources,
 )
-from billing.ledger import Chart, InvoiceTotals, load_chart
+from billing.close_inputs import (
+    _CONSUMPTION as _CONSUMPTION,
+)
+from billing.close_inputs import (
+    _CONTRACTS as _CONTRACTS,
+)
+from billing.close_inputs import (
+    _NOT_INVOICED as _NOT_INVOICED,
+)
+from billing.close_inputs import (
+    _UNBILLED,
+    _CachedCatalog,
+    _load_consumption,
+    _load_contracts,
+    _load_demand,
+    _load_month_totals,
+    _overlapping,
+    _price_breaks,
+    _scalar,
+)
+from billing.close_inputs import (
+    _load_month as _load_month,
+)
+from billing.ledger import Chart, load_chart
 from billing.ledger_posting import post_invoices
-from billing.reference import make_payment_reference
 from rating import RatingError
 from rating.calendar import month_bounds
-from rating.catalog import Catalog, TariffVersion
+from rating.catalog import Catalog
 from stream.pipeline import load_catalog
 
 _PERIOD = re.compile(r"^[0-9]{4}-(0[1-9]|1[0-2])$")
@@ -64,132 +99,8 @@ ON CONFLICT (year) DO UPDATE SET last_seq = c.last_seq
 RETURNING last_seq
 """
 
-_NOT_INVOICED = """NOT EXISTS (SELECT 1 FROM invoices i WHERE i.customer_id = c.customer_id
-                                  AND i.period = %(period)s AND i.kind = 'invoice')"""
-_ACTIVE = "c.valid_from < %(end)s AND (c.valid_to IS NULL OR c.valid_to >= %(first)s)"
-
-_CONTRACTS = f"""
-SELECT c.customer_id, c.contract_id, c.metering_point_id, c.service, c.tariff_code,
-       c.valid_from, c.valid_to, m.area_m2, m.household_members
-FROM contracts c JOIN metering_points m USING (metering_point_id)
-WHERE {_ACTIVE} AND {_NOT_INVOICED}
-"""
-
-# Two contracts (of any customers) on the same metering point and service on the same day
-# would bill the same consumption twice: those customers are held back, with the reason.
-_OVERLAPS = f"""
-SELECT c.customer_id, b.customer_id, c.contract_id, b.contract_id, c.metering_point_id,
-       c.service
-FROM contracts c
-JOIN contracts b ON b.metering_point_id = c.metering_point_id AND b.service = c.service
-     AND b.contract_id > c.contract_id
-     AND daterange(c.valid_from, c.valid_to, '[]') && daterange(b.valid_from, b.valid_to, '[]')
-     AND b.valid_from < %(end)s AND (b.valid_to IS NULL OR b.valid_to >= %(first)s)
-WHERE {_ACTIVE}
-"""
-
-# Grouped per contract, register and price bucket: `breaks` are the days on which some
-# tariff in use starts a new version or changes season inside the month.
-_CONSUMPTION = f"""
-SELECT c.customer_id, c.metering_point_id, c.service, d.register, min(d.local_day),
-       sum(d.quantity_milli)::bigint
-FROM daily_consumption d
-JOIN contracts c ON c.metering_point_id = d.metering_point_id AND c.service = d.service
-     AND d.local_day >= c.valid_from AND (c.valid_to IS NULL OR d.local_day <= c.valid_to)
-WHERE d.local_day >= %(first)s AND d.local_day < %(end)s AND {_NOT_INVOICED}
-GROUP BY c.contract_id, d.register, width_bucket(d.local_day, %(breaks)s::date[])
-"""
-
-# The same result as `_CONSUMPTION`, cheaper: the day rows are first summed per metering
-# point, service, register and *cut* (a run of days between two days on which a price
-# bucket or any contract starts or ends), so that only those sums are joined with the
-# contracts and grouped again per price bucket. Within a cut every contract covers all days
-# or none, so each sum lands in the contract its days would. The cuts are computed in the
-# same statement (same snapshot as the join); `width_bucket` needs them sorted.
-# The last row (customer NULL) is `_UNBILLED` from the same sums: each carries the days
-# with consumption as bits of a mask, and no contract covers a cut in part.
-_CONSUMPTION_CLOSE = """
-WITH cuts AS (
-    SELECT array_agg(x ORDER BY x) AS days FROM (
-        SELECT unnest(%(breaks)s::date[]) AS x
-        UNION SELECT valid_from FROM contracts
-              WHERE valid_from > %(first)s AND valid_from < %(end)s
-        UNION SELECT valid_to + 1 FROM contracts
-              WHERE valid_to >= %(first)s AND valid_to + 1 < %(end)s) AS t
-), d AS MATERIALIZED (
-    SELECT metering_point_id, service, register, min(local_day) AS local_day,
-           sum(quantity_milli)::bigint AS quantity_milli,
-           width_bucket(local_day, (SELECT days FROM cuts)) AS cut,
-           bit_or(CASE WHEN quantity_milli <> 0 THEN 1::bigint << (local_day - %(first)s)
-                       ELSE 0 END) AS days_used
-    FROM daily_consumption
-    WHERE local_day >= %(first)s AND local_day < %(end)s
-    GROUP BY metering_point_id, service, register, cut
-)
-SELECT c.customer_id, c.metering_point_id, c.service, d.register, min(d.local_day),
-       sum(d.quantity_milli)::bigint
-FROM d
-JOIN contracts c ON c.metering_point_id = d.metering_point_id AND c.service = d.service
-     AND d.local_day >= c.valid_from AND (c.valid_to IS NULL OR d.local_day <= c.valid_to)
-WHERE c.customer_id NOT IN (SELECT i.customer_id FROM invoices i
-                            WHERE i.period = %(period)s AND i.kind = 'invoice')
-GROUP BY c.contract_id, d.register, width_bucket(d.local_day, %(breaks)s::date[])
-UNION ALL
-SELECT NULL, NULL, NULL, NULL, NULL, coalesce(sum(bit_count(u.days::bit(64))), 0)::bigint
-FROM (SELECT bit_or(d.days_used) AS days FROM d
-      WHERE NOT EXISTS (
-          SELECT 1 FROM contracts c
-          WHERE c.metering_point_id = d.metering_point_id AND c.service = d.service
-            AND d.local_day >= c.valid_from AND (c.valid_to IS NULL OR d.local_day <= c.valid_to))
-      GROUP BY d.metering_point_id, d.service, d.cut) AS u
-"""
-# (`NOT IN` over a NOT NULL column is `_NOT_INVOICED`, planned as a hashed subplan within
-# the close's work_mem; the anti-join became a nested loop over every invoice of the period
-# — 70 s for 20,000 accounts — when the statistics had not yet seen a first close's invoices)
 WHOLE_MONTH_FROM = 1_000  # customers to invoice; fewer: `_CONSUMPTION` reads less
 
-# The month's maximum demand per contract and register: non-cumulative reads (1.6.0, kW)
-# of the meters installed at the metering point, × the meter's multiplier. A read belongs
-# to the interval that ends at it, so a contract's reads in the month are those after the
-# local midnight that starts its first day up to and including the midnight that ends its
-# last (the billing reset read at 00:00 on the 1st is the previous month's maximum). The
-# row's day is the local day of the first such read (it only places the row in a contract).
-_DEMAND = f"""
-SELECT c.customer_id, c.metering_point_id, c.service, r.register,
-       ((min(r.first_at) - interval '1 second') AT TIME ZONE 'Europe/Sarajevo')::date,
-       max(r.peak * m.multiplier)::bigint
-FROM contracts c
-JOIN meter_installations i ON i.metering_point_id = c.metering_point_id
-JOIN meters m ON m.meter_id = i.meter_id AND m.service = c.service
-CROSS JOIN LATERAL (
-    SELECT greatest(c.valid_from, %(first)s)::timestamp AT TIME ZONE 'Europe/Sarajevo' AS lo,
-           least(c.valid_to + 1, %(end)s)::timestamp AT TIME ZONE 'Europe/Sarajevo' AS hi
-) b
-JOIN LATERAL (
-    SELECT x.register, max(x.value_milli) AS peak, min(x.read_at) AS first_at
-    FROM readings x
-    WHERE x.meter_id = i.meter_id AND x.register = ANY(%(registers)s)
-      AND x.read_at > b.lo AND x.read_at <= b.hi AND x.read_at >= i.installed_at
-      AND x.read_at <= coalesce(i.removed_at, 'infinity')
-    GROUP BY x.register
-) r ON true
-WHERE (%(tariffs)s::text[] IS NULL OR c.tariff_code = ANY(%(tariffs)s)) AND {_ACTIVE}
-  AND {_NOT_INVOICED}
-  AND (%(customers)s::text[] IS NULL OR c.customer_id = ANY(%(customers)s))
-GROUP BY c.contract_id, r.register
-"""
-
-_UNBILLED = """
-SELECT count(*) FROM (
-    SELECT DISTINCT d.metering_point_id, d.service, d.local_day
-    FROM daily_consumption d
-    WHERE d.local_day >= %(first)s AND d.local_day < %(end)s AND d.quantity_milli <> 0
-      AND NOT EXISTS (
-          SELECT 1 FROM contracts c
-          WHERE c.metering_point_id = d.metering_point_id AND c.service = d.service
-            AND d.local_day >= c.valid_from AND (c.valid_to IS NULL OR d.local_day <= c.valid_to))
-) AS days
-"""
 
 
 @dataclass(frozen=True)
@@ -315,7 +226,7 @@ def _load_inputs(ctx: CloseContext, line_sources: Sequence[LineSource] | None) -
     breaks = _price_breaks(catalog, contracts, ctx.first, ctx.end)
     unbilled = None
     if len(contracts) >= WHOLE_MONTH_FROM:
-        consumption, unbilled = _load_month(conn, args, breaks)
+        consumption, unbilled = _load_month_totals(conn, args, breaks)
     else:
         consumption = _load_consumption(conn, args, breaks)
     demand = _load_demand(conn, args, catalog, contracts, ctx.first, ctx.end)
@@ -337,34 +248,6 @@ def _draft_of(inputs: _Inputs, customer_id: str) -> InvoiceDraft | str | None:
     draft = with_extra_lines(draft, inputs.extra.get(customer_id, []))
     return draft if draft.lines else None
 
-
-class Rendered(NamedTuple):
-    """A draft as the close writes it: its totals, net per service (for the ledger) and
-    its lines and VAT rows as COPY text, without the invoice number (given at writing)."""
-
-    customer_id: str
-    period: str
-    net_fen: int
-    vat_fen: int
-    total_fen: int
-    nets: tuple[tuple[str, int], ...]
-    lines: str  # "line_no\tservice\t…" rows joined by "\n"
-    vat: str  # "vat_rate\tbase_fen\tvat_fen" rows joined by "\n"
-
-
-def _render(d: InvoiceDraft) -> Rendered:
-    t = _text
-    nets: dict[str, int] = {}
-    for ln in d.lines:
-        nets[ln.service] = nets.get(ln.service, 0) + ln.amount_fen
-    lines = "\n".join(
-        f"{no}\t{t(ln.service)}\t{t(ln.metering_point_id)}\t{t(ln.component)}"
-        f"\t{t(ln.register)}\t{t(ln.description)}\t{ln.quantity_milli}\t{t(ln.unit)}"
-        f"\t{ln.unit_price_micro}\t{ln.amount_fen}\t{t(ln.vat_rate)}"
-        for no, ln in enumerate(d.lines, start=1))
-    vat = "\n".join(f"{t(v.vat_rate)}\t{v.base_fen}\t{v.vat_fen}" for v in d.vat)
-    return Rendered(d.customer_id, d.period, d.net_fen, d.vat_fen, d.total_fen,
-                    tuple(nets.items()), lines, vat)
 
 
 # The calculation is pure and costs ~50 µs per customer: from PARALLEL_FROM customers on,
@@ -446,28 +329,6 @@ def _merge(inputs: _Inputs, lo: int, results: list[Rendered | str | None]) -> li
     return chunk
 
 
-class _CachedCatalog(Catalog):
-    """The catalog with its look-ups memoized for one close (it cannot change meanwhile)."""
-
-    def __init__(self, base: Catalog) -> None:
-        super().__init__(base.versions)
-        self._on: dict[tuple[str, date], TariffVersion] = {}
-        self._between: dict[tuple[str, date, date], list[TariffVersion]] = {}
-
-    def version_on(self, tariff_code: str, day: date) -> TariffVersion:
-        key = (tariff_code, day)
-        found = self._on.get(key)
-        if found is None:
-            found = self._on[key] = super().version_on(tariff_code, day)
-        return found
-
-    def versions_between(self, tariff_code: str, first: date, end: date) -> list[TariffVersion]:
-        key = (tariff_code, first, end)
-        found = self._between.get(key)
-        if found is None:
-            found = self._between[key] = super().versions_between(tariff_code, first, end)
-        return found
-
 
 def _extra_lines(ctx: CloseContext, contracts: dict[str, list[ContractInput]],
                  skipped: dict[str, str], sources: Sequence[LineSource] | None
@@ -491,179 +352,3 @@ def _extra_lines(ctx: CloseContext, contracts: dict[str, list[ContractInput]],
             del out[customer_id]
     return out
 
-
-def _written(drafts: Sequence[Rendered], issued_on: date, payment_days: int, last_seq: int
-             ) -> list[WrittenInvoice]:
-    due_on = issued_on + timedelta(days=payment_days)
-    return [WrittenInvoice(f"{issued_on.year}-{seq:06d}", d.customer_id, d.period, issued_on,
-                           due_on, d.net_fen, d.vat_fen, d.total_fen)
-            for seq, d in enumerate(drafts, start=last_seq + 1)]
-
-
-def _scalar(conn: psycopg.Connection, query: str, params: Any) -> int:
-    row = conn.execute(query, params).fetchone()
-    return int(row[0]) if row else 0
-
-
-def _load_contracts(conn: psycopg.Connection, args: dict[str, object]
-                    ) -> dict[str, list[ContractInput]]:
-    out: dict[str, list[ContractInput]] = defaultdict(list)
-    for customer_id, *rest in conn.execute(_CONTRACTS, args):
-        out[customer_id].append(ContractInput(*rest))
-    return out
-
-
-def _overlapping(conn: psycopg.Connection, args: dict[str, object]) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for cust_a, cust_b, con_a, con_b, mp, service in conn.execute(_OVERLAPS, args):
-        why = f"contracts {con_a} and {con_b} overlap on metering point {mp} ({service})"
-        out.setdefault(cust_a, why)
-        out.setdefault(cust_b, why)
-    return out
-
-
-def _price_breaks(catalog: Catalog, contracts: dict[str, list[ContractInput]], first: date,
-                  end: date) -> list[date]:
-    """The first day of the month and every day on which a tariff in use starts a new
-    version or changes which components apply (season). Between two breaks every day of a
-    tariff is priced alike, so its consumption can be summed before pricing; a tiered or
-    reactive component changing on the 15th gets the days before and after apart."""
-    tariffs = {c.tariff_code for cs in contracts.values() for c in cs}
-    breaks = {first}
-    for tariff in tariffs:
-        previous: object = None
-        day = first
-        while day < end:
-            try:
-                v = catalog.version_on(tariff, day)
-                key: object = (v.valid_from,
-                               tuple(c.code for c in v.components if c.applies_on(day)))
-            except RatingError:
-                key = None  # the calculation names the missing version
-            if day > first and key != previous:
-                breaks.add(day)
-            previous = key
-            day += timedelta(days=1)
-    return sorted(breaks)
-
-
-def _load_consumption(conn: psycopg.Connection, args: dict[str, object], breaks: list[date],
-                      *, whole_month: bool = False) -> dict[str, list[DailyConsumption]]:
-    """customer → consumption per contract, register and price bucket. `whole_month`: the
-    close's query, cheaper when most of the month's rows are wanted (it sums every metering
-    point's month before joining the contracts)."""
-    if whole_month:
-        return _load_month(conn, args, breaks)[0]
-    out: dict[str, list[DailyConsumption]] = defaultdict(list)
-    for customer_id, *rest in conn.execute(_CONSUMPTION, {**args, "breaks": breaks}):
-        out[customer_id].append(DailyConsumption(*rest))
-    return out
-
-
-def _load_month(conn: psycopg.Connection, args: dict[str, object], breaks: list[date]
-                ) -> tuple[dict[str, list[DailyConsumption]], int]:
-    """`_load_consumption(whole_month=True)` and the unbilled days (`_UNBILLED`), in one
-    pass over the month."""
-    out: dict[str, list[DailyConsumption]] = defaultdict(list)
-    unbilled = 0
-    # room for the hashed `NOT IN` (else a subplan rescanned per row) in the preview too
-    conn.execute("SET LOCAL work_mem = '256MB'")
-    for customer_id, *rest in conn.execute(_CONSUMPTION_CLOSE, {**args, "breaks": breaks}):
-        if customer_id is None:
-            unbilled = int(rest[-1])
-        else:
-            out[customer_id].append(DailyConsumption(*rest))
-    return out, unbilled
-
-
-def _load_demand(conn: psycopg.Connection, args: dict[str, object], catalog: Catalog,
-                 contracts: dict[str, list[ContractInput]], first: date, end: date,
-                 customers: list[str] | None = None) -> dict[str, list[DailyConsumption]]:
-    """customer → the maximum demand per contract and register (a `DailyConsumption` whose
-    quantity is the month's maximum, its day the first with a read), for the contracts on
-    tariffs with a ``billing_power`` component; no query when no tariff in use has one.
-    With `customers` (a rate check, a simulation under another tariff): theirs, whatever
-    their tariff."""
-    tariffs: set[str] = set()
-    registers: set[str] = set()
-    codes = set(catalog.versions) if customers is not None else {
-        c.tariff_code for cs in contracts.values() for c in cs}
-    for code in codes:
-        for version in catalog.versions_between(code, first, end):
-            for comp in version.components_of_kind("billing_power"):
-                tariffs.add(code)
-                registers.update(comp.registers)
-    out: dict[str, list[DailyConsumption]] = defaultdict(list)
-    if not tariffs:
-        return out
-    params = {**args, "tariffs": None if customers is not None else sorted(tariffs),
-              "registers": sorted(registers), "customers": customers}
-    for customer_id, *rest in conn.execute(_DEMAND, params):
-        out[customer_id].append(DailyConsumption(*rest))
-    return out
-
-
-def _ledger_totals(drafts: Sequence[InvoiceDraft | Rendered], issued_on: date, last_seq: int
-                   ) -> list[InvoiceTotals]:
-    out = []
-    for seq, d in enumerate(drafts, start=last_seq + 1):
-        r = d if isinstance(d, Rendered) else _render(d)
-        out.append(InvoiceTotals(f"{issued_on.year}-{seq:06d}", r.customer_id, issued_on,
-                                 dict(r.nets), r.vat_fen, r.total_fen))
-    return out
-
-
-_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
-_COPY_BATCH = 20_000  # rows per write
-
-
-def _text(value: object) -> str:
-    """One field of COPY's text format: NULL as \\N, backslash and separators escaped."""
-    if value is None:
-        return "\\N"
-    text = str(value)
-    if "\\" in text or "\t" in text or "\n" in text or "\r" in text:
-        return text.translate(_COPY_ESCAPES)
-    return text
-
-
-def _copy_rows(cur: psycopg.Cursor[Any], statement: str, rows: Iterable[str]) -> None:
-    """COPY of rows already formatted (tab-separated fields), written in large pieces: the
-    close writes ~8 rows per invoice, and formatting them in bulk costs a fraction of
-    `write_row` per row."""
-    with cur.copy(statement) as copy:
-        batch: list[str] = []
-        for row in rows:
-            batch.append(row)
-            if len(batch) >= _COPY_BATCH:
-                copy.write("\n".join(batch) + "\n")
-                batch.clear()
-        if batch:
-            copy.write("\n".join(batch) + "\n")
-
-
-def _write(conn: psycopg.Connection, drafts: Sequence[InvoiceDraft | Rendered],
-           issued_on: date, payment_days: int, last_seq: int) -> None:
-    """COPY the invoices numbered from ``last_seq + 1``, their lines and VAT rows."""
-    year = issued_on.year
-    tail = f"\t{issued_on.isoformat()}\t{(issued_on + timedelta(days=payment_days)).isoformat()}"
-    numbered = [(f"{year}-{seq:06d}", seq, d if isinstance(d, Rendered) else _render(d))
-                for seq, d in enumerate(drafts, start=last_seq + 1)]
-    t = _text
-    with conn.cursor() as cur:
-        _copy_rows(cur, "COPY invoices (invoice_number, year, seq, customer_id, period, kind,"
-                        " issued_on, due_on, net_fen, vat_fen, total_fen, payment_reference,"
-                        " status) FROM STDIN", (
-            f"{number}\t{year}\t{seq}\t{t(r.customer_id)}\t{t(r.period)}\tinvoice{tail}\t"
-            f"{r.net_fen}\t{r.vat_fen}\t{r.total_fen}\t{make_payment_reference(year, seq)}"
-            "\tfinalized"
-            for number, seq, r in numbered))
-        _copy_rows(cur, "COPY invoice_lines (invoice_number, line_no, service,"
-                        " metering_point_id, component, register, description, quantity_milli,"
-                        " unit, unit_price_micro, amount_fen, vat_rate) FROM STDIN", (
-            f"{number}\t" + r.lines.replace("\n", f"\n{number}\t")
-            for number, _, r in numbered if r.lines))
-        _copy_rows(cur, "COPY invoice_vat (invoice_number, vat_rate, base_fen, vat_fen)"
-                        " FROM STDIN", (
-            f"{number}\t" + r.vat.replace("\n", f"\n{number}\t")
-            for number, _, r in numbered if r.vat))

@@ -14,7 +14,7 @@ import psycopg
 import pytest
 
 from bench.close_100k import PERIOD, seed
-from billing import closer, customer_credit
+from billing import close_inputs, closer, customer_credit
 from billing.calculation import InvoiceLine
 from billing.close_hooks import CloseContext
 from rating.calendar import month_bounds
@@ -23,19 +23,24 @@ from stream.pipeline import load_catalog
 ISSUED = date(2026, 11, 1)
 
 
-def seed_varied(conn: psycopg.Connection, customers: int) -> None:
-    """Bench accounts with a water price change on the 15th, electricity contracts ending
-    on the 12th (half of them followed by another tariff from the 13th), water contracts
-    from the 20th, waste contracts ending on the 5th, customers whose contracts all ended
-    before the month, and overlapping water contracts (held back)."""
+def seed_varied(conn: psycopg.Connection, customers: int, *, price_change: bool = True) -> None:
+    """Bench accounts with a water price change on the 15th (`price_change`), electricity
+    contracts ending on the 12th (half of them followed by another tariff from the 13th),
+    water contracts from the 20th, waste contracts ending on the 5th, customers whose
+    contracts all ended before the month, and overlapping water contracts (held back)."""
     seed(conn, customers)
-    doc = dict(conn.execute("SELECT document FROM tariff_versions WHERE tariff_code = 'W-HH'"
-                            ).fetchone()[0])  # type: ignore[index]
-    doc["valid_from"] = "2026-10-15"
-    doc["components"] = [{**c, "price": "1.40"} if c["kind"] == "energy" else c
-                         for c in doc["components"]]
-    conn.execute("INSERT INTO tariff_versions (tariff_code, valid_from, service, document)"
-                 " VALUES ('W-HH', '2026-10-15', 'water', %s)", (json.dumps(doc),))
+    if price_change:
+        doc = dict(conn.execute("SELECT document FROM tariff_versions"
+                                " WHERE tariff_code = 'W-HH'").fetchone()[0])  # type: ignore[index]
+        doc["valid_from"] = "2026-10-15"
+        doc["components"] = [{**c, "price": "1.40"} if c["kind"] == "energy" else c
+                             for c in doc["components"]]
+        conn.execute("INSERT INTO tariff_versions (tariff_code, valid_from, service, document)"
+                     " VALUES ('W-HH', '2026-10-15', 'water', %s)", (json.dumps(doc),))
+    _seed_contract_changes(conn)
+
+
+def _seed_contract_changes(conn: psycopg.Connection) -> None:
     conn.execute("""
         UPDATE contracts SET valid_to = '2026-10-12'
          WHERE service = 'electricity' AND customer_id::int % 3 = 0;
@@ -184,3 +189,107 @@ def test_no_workers_for_a_small_close_or_beside_other_threads() -> None:
     finally:
         stop.set()
         thread.join()
+
+
+def _seed_unbilled_point(conn: psycopg.Connection) -> None:
+    """A metering point with a month of consumption and no contract at all."""
+    conn.execute("""
+        INSERT INTO metering_points (metering_point_id, address) VALUES ('MM-X', 'Ulica X');
+        INSERT INTO daily_consumption
+        SELECT 'MM-X', 'water', '8.0', day::date, 100 + extract(day FROM day)::int, 0, 1
+        FROM generate_series('2026-10-01'::date, '2026-10-31', '1 day') AS day;
+    """)
+    conn.commit()
+
+
+def _close_twice(conn: psycopg.Connection) -> dict[str, Any]:
+    """Close October, then a late read into October (after the close: billed as an
+    adjustment), then close November; everything either close wrote, rolled back."""
+    conn.execute("SELECT 1")  # an outer transaction: the closes' own are savepoints
+    try:
+        res_oct = closer.close_period(conn, PERIOD, issued_on=ISSUED)
+        conn.execute("""
+            INSERT INTO daily_consumption AS d VALUES
+                ('MM-100002', 'electricity', '1.8.1', '2026-10-31', 4321, 0, 1)
+            ON CONFLICT (metering_point_id, service, register, local_day) DO UPDATE
+            SET quantity_milli = d.quantity_milli + excluded.quantity_milli""")
+        res_nov = closer.close_period(conn, "2026-11", issued_on=date(2026, 12, 1))
+        conn.execute("SET CONSTRAINTS ALL IMMEDIATE")  # the deferred checks, before rollback
+        return {
+            **written(conn), "results": (res_oct, res_nov),
+            "entries": conn.execute("SELECT entry_number, entry_date, kind, source_document,"
+                                    " description FROM journal_entries ORDER BY 1").fetchall(),
+            "journal": conn.execute("SELECT * FROM journal_lines ORDER BY 1, 2").fetchall(),
+            "adjustments": conn.execute(
+                "SELECT customer_id, billed_in, target_period, service, metering_point_id,"
+                " component, register, quantity_milli, amount_fen, invoice_number"
+                " FROM rebill_adjustments ORDER BY 1, 3, 4, 6, 7").fetchall(),
+            "monthly": conn.execute("SELECT count(*) FROM monthly_consumption").fetchone(),
+        }
+    finally:
+        conn.rollback()
+
+
+@pytest.mark.parametrize("price_change", [False, True])
+def test_close_from_month_totals_writes_what_the_day_rows_give(
+        db_url: str, monkeypatch: pytest.MonkeyPatch, price_change: bool) -> None:
+    """Whole-month contracts, contracts ending and starting inside the month, overlapping
+    contracts, a metering point without a contract, a late read after the close; with and
+    without a price change inside the month (then the per-day query is taken whole)."""
+    calls: list[str] = []
+    old_month = close_inputs._load_month
+
+    def spied(*a: Any, **kw: Any) -> Any:
+        calls.append("per-day")
+        return old_month(*a, **kw)
+
+    with psycopg.connect(db_url) as conn:
+        seed_varied(conn, 60, price_change=price_change)
+        _seed_unbilled_point(conn)
+        monkeypatch.setattr(closer, "WHOLE_MONTH_FROM", 1)
+        monkeypatch.setattr(close_inputs, "OPEN_PAIRS_MAX", 1.0)  # the mixed path, not whole
+        monkeypatch.setattr(close_inputs, "_load_month", spied)
+        new = _close_twice(conn)
+        assert calls == (["per-day"] if price_change else [])
+        monkeypatch.setattr(closer, "_load_month_totals", old_month)  # today's path
+        old = _close_twice(conn)
+    assert new == old
+    res_oct, res_nov = new["results"]
+    assert res_oct.invoices_created > 40 and len(res_oct.skipped) == 4
+    assert res_oct.unbilled_days > 31  # MM-X and the days around the contracts
+    assert [a for a in new["adjustments"] if a[0] == "100002" and a[6] == "1.8.1"]
+    assert res_nov.invoices_created > 40
+
+
+def test_month_totals_with_few_open_pairs_and_the_fallback(
+        db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    with psycopg.connect(db_url) as conn:
+        seed_varied(conn, 60, price_change=False)
+        _seed_unbilled_point(conn)
+        first, end = month_bounds(PERIOD)
+        args = {"period": PERIOD, "first": first, "end": end}
+        breaks = [first]
+        plain = closer._load_consumption(conn, args, breaks)
+        whole, unbilled = closer._load_month(conn, args, breaks)
+        for share in (1.0, 0.0):  # per-day path for the open pairs only; all per-day
+            monkeypatch.setattr(close_inputs, "OPEN_PAIRS_MAX", share)
+            fast, fast_unbilled = close_inputs._load_month_totals(conn, args, breaks)
+            assert {k: sorted(v, key=repr) for k, v in fast.items()} == {
+                k: sorted(v, key=repr) for k, v in plain.items()} == {
+                k: sorted(v, key=repr) for k, v in whole.items()}
+            assert fast_unbilled == unbilled > 31
+        # totals only: every pair covered by one contract all month, none unbilled
+        conn.execute("DELETE FROM contracts WHERE contract_id LIKE '%%-%%-%%'"
+                     " OR valid_to IS NOT NULL OR valid_from > %s", (first,))
+        conn.execute("DELETE FROM daily_consumption d WHERE NOT EXISTS (SELECT 1"
+                     " FROM contracts c WHERE c.metering_point_id = d.metering_point_id"
+                     " AND c.service = d.service)")
+        fast, fast_unbilled = close_inputs._load_month_totals(conn, args, breaks)
+        assert fast_unbilled == 0 == closer._load_month(conn, args, breaks)[1]
+        plain = closer._load_consumption(conn, args, breaks)
+        assert {k: sorted(v, key=repr) for k, v in fast.items()} == {
+            k: sorted(v, key=repr) for k, v in plain.items()}
+        rows = [r for v in fast.values() for r in v]  # one row per register, no split
+        assert len({(r.metering_point_id, r.service, r.register) for r in rows}) == len(rows) > 60
+        assert {r.local_day for r in rows} == {first}
+        conn.rollback()
