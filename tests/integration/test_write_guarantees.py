@@ -57,9 +57,9 @@ def test_a_line_or_vat_row_without_its_invoice_is_refused(conn: psycopg.Connecti
     with pytest.raises(psycopg.errors.ForeignKeyViolation, match="invoice_vat: invoice 2026-9"):
         conn.execute("INSERT INTO invoice_vat VALUES ('2026-999999', 17, 100, 17)")
     conn.rollback()
-    with pytest.raises(psycopg.errors.ForeignKeyViolation):  # COPY goes through it too
-        with conn.cursor() as cur, cur.copy("COPY invoice_vat FROM STDIN") as copy:
-            copy.write("2026-000001\t0.00\t1\t0\n2026-999998\t17.00\t100\t17\n")
+    with (pytest.raises(psycopg.errors.ForeignKeyViolation),  # COPY goes through it too
+          conn.cursor() as cur, cur.copy("COPY invoice_vat FROM STDIN") as copy):
+        copy.write("2026-000001\t0.00\t1\t0\n2026-999998\t17.00\t100\t17\n")
     conn.rollback()
     assert _count(conn, "SELECT count(*) FROM invoice_lines") == lines
     assert _count(conn, "SELECT count(*) FROM invoice_vat WHERE vat_rate = 0") == 0
@@ -76,6 +76,35 @@ def test_rows_of_an_invoice_written_before_them_are_accepted(conn: psycopg.Conne
     with pytest.raises(psycopg.errors.ForeignKeyViolation):
         conn.execute(_LINE + _line("2026-000051", 1))
     conn.rollback()
+
+
+def test_an_invoice_names_an_existing_customer(conn: psycopg.Connection) -> None:
+    with pytest.raises(psycopg.errors.ForeignKeyViolation, match="customer 999999 does not"):
+        conn.execute(_INVOICE + _invoice("2026-000040", 40, customer="100002", period="2026-01")
+                     + ", " + _invoice("2026-000041", 41, customer="999999"))
+    conn.rollback()
+    assert _count(conn, "SELECT count(*) FROM invoices WHERE seq IN (40, 41)") == 0
+
+
+def test_a_customer_named_by_invoices_cannot_be_removed(db_url: str) -> None:
+    with psycopg.connect(db_url) as conn:  # no journal lines: only invoices name them
+        conn.execute("INSERT INTO customers (customer_id, name, kind) VALUES"
+                     " ('900001', 'Samo račun', 'household'), ('900002', 'Bez računa',"
+                     " 'household')")
+        conn.execute(_INVOICE + _invoice("2026-000001", 1, customer="900001"))
+        conn.commit()
+        for statement in ("DELETE FROM customers WHERE customer_id = '900001'",
+                          "UPDATE customers SET customer_id = '900003'"
+                          " WHERE customer_id = '900001'",
+                          "TRUNCATE customers CASCADE"):
+            with pytest.raises(psycopg.errors.ForeignKeyViolation, match="invoices"):
+                conn.execute(statement)
+            conn.rollback()
+        # a customer without invoices is still free to go, and the others to change
+        conn.execute("DELETE FROM customers WHERE customer_id = '900002'")
+        conn.execute("UPDATE customers SET name = 'Samo jedan račun' WHERE customer_id = '900001'")
+        conn.commit()
+        assert _count(conn, "SELECT count(*) FROM customers WHERE customer_id LIKE '9000%'") == 1
 
 
 def test_invoices_and_their_rows_cannot_be_truncated(conn: psycopg.Connection) -> None:
