@@ -4,7 +4,8 @@ query over the same month (the ceiling any close must read through), in the same
     .venv/bin/python -m bench.close_100k [--customers 100000] [--runs 3] [--profile FILE]
 
 Seeding goes straight into the tables with COPY (customers, metering points, meters and
-their installations, contracts, a month of `daily_consumption`, `meter_state`): pushing
+their installations, contracts, a month of `daily_consumption` — whose triggers fill
+`monthly_consumption` as the stream's would —, `meter_state`): pushing
 100,000 × 3 registers × 31 days through the stream (`process_reads`) would take longer
 than the benchmark itself and measures something else (bench.pipeline_throughput does).
 The shape follows app.demo_data: 12 % businesses, every account has electricity (VT/MT),
@@ -43,7 +44,7 @@ from psycopg import sql
 
 from app.database import with_database
 from bench.common import REPO, fresh_database
-from billing import closer
+from billing import close_inputs, closer
 from billing.closer import close_period
 from rating.calendar import month_bounds
 
@@ -276,7 +277,12 @@ def main() -> None:
     ap.add_argument("--customers", type=int, default=100_000)
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--profile", help="write a cProfile of one more close to this file")
+    ap.add_argument("--per-day", action="store_true",
+                    help="the close's consumption from the day rows only (the path before the"
+                         " month-to-date totals), for comparison")
     args = ap.parse_args()
+    if args.per_day:
+        closer._load_month_totals = close_inputs._load_month
     issued_on = month_bounds(PERIOD)[1] + timedelta(days=1)
     aggregate: list[float] = []
     closes: list[float] = []
