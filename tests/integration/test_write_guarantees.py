@@ -79,7 +79,7 @@ def test_rows_of_an_invoice_written_before_them_are_accepted(conn: psycopg.Conne
 
 
 def test_an_invoice_names_an_existing_customer(conn: psycopg.Connection) -> None:
-    with pytest.raises(psycopg.errors.ForeignKeyViolation, match="customer 999999 does not"):
+    with pytest.raises(psycopg.errors.ForeignKeyViolation, match="999999"):
         conn.execute(_INVOICE + _invoice("2026-000040", 40, customer="100002", period="2026-01")
                      + ", " + _invoice("2026-000041", 41, customer="999999"))
     conn.rollback()
@@ -95,11 +95,13 @@ def test_a_customer_named_by_invoices_cannot_be_removed(db_url: str) -> None:
         conn.commit()
         for statement in ("DELETE FROM customers WHERE customer_id = '900001'",
                           "UPDATE customers SET customer_id = '900003'"
-                          " WHERE customer_id = '900001'",
-                          "TRUNCATE customers CASCADE"):
+                          " WHERE customer_id = '900001'"):
             with pytest.raises(psycopg.errors.ForeignKeyViolation, match="invoices"):
                 conn.execute(statement)
             conn.rollback()
+        with pytest.raises(psycopg.errors.IntegrityConstraintViolation, match="immutable"):
+            conn.execute("TRUNCATE customers CASCADE")  # it would truncate the invoices
+        conn.rollback()
         # a customer without invoices is still free to go, and the others to change
         conn.execute("DELETE FROM customers WHERE customer_id = '900002'")
         conn.execute("UPDATE customers SET name = 'Samo jedan račun' WHERE customer_id = '900001'")
