@@ -22,15 +22,24 @@ CREATE TABLE monthly_consumption (
 );
 CREATE INDEX monthly_consumption_month ON monthly_consumption (month);
 
--- The two statements that recompute the keys given by `keys` (a query over the trigger's
+-- The statements that recompute the keys given by `keys` (a query over the trigger's
 -- transition tables giving metering_point_id, service, register, month), run by the
 -- trigger function itself (transition tables are visible only there). Dynamic SQL: each
 -- statement is planned for the size of its transition table (a stream batch: index
--- probes; a bulk COPY: hash joins). Upsert rather than plain insert: a key recomputed by a
--- concurrent transaction that committed meanwhile is overwritten, not a unique violation.
+-- probes; a bulk COPY: hash joins). The totals of the keys are locked first (in key
+-- order): a concurrent transaction adding to one of them commits before the recomputation,
+-- whose statements then see its days (READ COMMITTED: a new snapshot per statement).
+-- Upsert rather than plain insert: a key a concurrent transaction created meanwhile is
+-- overwritten, not a unique violation.
 CREATE FUNCTION monthly_consumption_sql(keys text) RETURNS text[]
 LANGUAGE sql IMMUTABLE AS $f$
 SELECT ARRAY[format($q$
+        SELECT 1 FROM monthly_consumption m
+        JOIN (%s) k ON m.metering_point_id = k.metering_point_id AND m.service = k.service
+         AND m.register = k.register AND m.month = k.month
+        ORDER BY m.metering_point_id, m.service, m.register, m.month
+        FOR UPDATE OF m$q$, keys),
+    format($q$
         DELETE FROM monthly_consumption m
         USING (%s) k
         WHERE m.metering_point_id = k.metering_point_id AND m.service = k.service

@@ -5,6 +5,7 @@ sink's upsert, updates (a read edit), deletes, truncation, the stream itself."""
 from __future__ import annotations
 
 import json
+import threading
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -201,3 +202,28 @@ def test_the_stream_and_a_read_edit_keep_the_totals(conn: psycopg.Connection) ->
                         now=datetime(2026, 4, 2, tzinfo=UTC))
     assert_exact(conn)
     assert sum(r[4] for r in totals(conn)) == before  # moved between days, not created
+
+
+def test_a_recomputation_waits_for_a_concurrent_addition(db_url: str) -> None:
+    """B deletes a day of a key while A, not yet committed, adds to another day of it: B's
+    recomputation waits for A and counts A's addition."""
+    key = ("MM1", "water", "8.0")
+    with psycopg.connect(db_url, autocommit=True) as setup, setup.cursor() as cur:
+        cur.executemany(UPSERT, [(*key, date(2026, 3, d), 1000) for d in (1, 2, 3)])
+    done = threading.Event()
+
+    def delete_day_one() -> None:
+        with psycopg.connect(db_url, autocommit=True) as b:
+            b.execute("DELETE FROM daily_consumption WHERE local_day = '2026-03-01'")
+        done.set()
+
+    with psycopg.connect(db_url) as a:
+        a.execute(UPSERT, (*key, date(2026, 3, 2), 500))  # locks the month's total
+        worker = threading.Thread(target=delete_day_one)
+        worker.start()
+        assert not done.wait(1.0)  # B waits for A
+        a.commit()
+        worker.join(10)
+        assert done.is_set()
+        assert totals(a) == [(*key, date(2026, 3, 1), 2_500, date(2026, 3, 2), 2)]
+        assert_exact(a)
