@@ -72,7 +72,7 @@ def test_rows_of_an_invoice_written_before_them_are_accepted(conn: psycopg.Conne
     conn.commit()
     assert _count(conn, "SELECT count(*) FROM invoice_lines WHERE invoice_number = '2026-000050'"
                   ) == 2
-    # a line written in the statement before its invoice is refused even if the invoice follows
+    # a line whose invoice would come in a later statement is refused at once, as by the key
     with pytest.raises(psycopg.errors.ForeignKeyViolation):
         conn.execute(_LINE + _line("2026-000051", 1))
     conn.rollback()
