@@ -230,6 +230,7 @@ CLOSE_STEPS: Targets = [(closer, (
     "_load_month_totals",
     "_load_demand",
     "_extra_lines", "compute_invoice", "with_extra_lines", "_merge", "_write", "post_invoices",
+    "post_invoice_numbers",
     "_scalar", "default_after_write"))]
 
 
@@ -280,7 +281,12 @@ def main() -> None:
     ap.add_argument("--per-day", action="store_true",
                     help="the close's consumption from the day rows only (the path before the"
                          " month-to-date totals), for comparison")
+    ap.add_argument("--python-booking", action="store_true",
+                    help="book the invoices through `post_invoices` (entries made in Python,"
+                         " the path before the set-based booking), for comparison")
     args = ap.parse_args()
+    if args.python_booking:
+        closer.BOOK_IN_SQL_FROM = 10**9
     if args.per_day:
         closer._load_month_totals = close_inputs._load_month
     issued_on = month_bounds(PERIOD)[1] + timedelta(days=1)

@@ -84,7 +84,7 @@ from billing.close_inputs import (
     _load_month as _load_month,
 )
 from billing.ledger import Chart, load_chart
-from billing.ledger_posting import post_invoices
+from billing.ledger_posting import post_invoice_numbers, post_invoices
 from rating import RatingError
 from rating.calendar import month_bounds
 from rating.catalog import Catalog
@@ -100,6 +100,7 @@ RETURNING last_seq
 """
 
 WHOLE_MONTH_FROM = 1_000  # customers to invoice; fewer: `_CONSUMPTION` reads less
+BOOK_IN_SQL_FROM = 1  # invoices in a chunk; fewer: booked through `post_invoices`
 
 
 
@@ -165,8 +166,14 @@ def close_period(
                 raise BillingError(f"invoice numbers of {issued_on.year} would pass {MAX_SEQ}")
             _write(conn, chunk, issued_on, payment_days, last_seq + len(drafts))
             chart = chart or load_chart()
-            post_invoices(conn, _ledger_totals(chunk, issued_on, last_seq + len(drafts)),
-                          chart=chart)
+            if len(chunk) >= BOOK_IN_SQL_FROM:  # set-based, from the rows just written
+                first_seq = last_seq + len(drafts) + 1
+                post_invoice_numbers(conn, f"{issued_on.year}-{first_seq:06d}",
+                                     f"{issued_on.year}-{first_seq + len(chunk) - 1:06d}",
+                                     chart=chart)
+            else:
+                post_invoices(conn, _ledger_totals(chunk, issued_on, last_seq + len(drafts)),
+                              chart=chart)
             drafts.extend(chunk)
         if drafts:
             conn.execute("UPDATE invoice_counters SET last_seq = %s WHERE year = %s",

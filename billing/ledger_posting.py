@@ -24,6 +24,7 @@ from typing import Any
 import psycopg
 
 from billing.ledger import (
+    INTEREST_SERVICE,
     Chart,
     EntryDraft,
     InvoiceTotals,
@@ -34,6 +35,7 @@ from billing.ledger import (
     entry_for_payment,
 )
 from billing.outbox import add_ledger_events
+from schemas.contracts import LEDGER
 
 MAX_SEQ = 999_999
 
@@ -214,3 +216,141 @@ def _copy(cur: psycopg.Cursor[Any], statement: str, rows: list[str], chunk: int 
     with cur.copy(statement) as copy:
         for i in range(0, len(rows), chunk):
             copy.write("\n".join(rows[i:i + chunk]) + "\n")
+
+
+# ---- the close's invoices, booked set-based -------------------------------------------
+
+# `entry_for_invoice` in SQL, over invoices already written: one statement computes every
+# entry's lines from `invoices` and `invoice_lines` (net per service), writes the lines and
+# keeps the entries in a temporary table; the entry rows follow in a second statement (0022:
+# lines first, the entry row posts them). Nothing is written if one invoice cannot be
+# booked; the first reason found is returned instead. Lines are ordered as the Python rules
+# order them: receivables, revenue by (account, service) in code-point order, VAT.
+_BULK_ENTRIES = """
+CREATE TEMPORARY TABLE IF NOT EXISTS pg_temp.bulk_invoice_entries (
+    entry_number text, year integer, seq integer, entry_date date, source_document text
+) ON COMMIT DROP
+"""
+
+_BULK_LINES = """
+WITH inv AS (
+    SELECT i.invoice_number, i.customer_id, i.issued_on, i.vat_fen, i.total_fen
+    FROM invoices i
+    WHERE i.invoice_number BETWEEN %(first)s AND %(last)s
+      AND NOT EXISTS (SELECT 1 FROM journal_entries e
+                      WHERE e.kind = 'invoice' AND e.source_document = i.invoice_number)
+), svc AS (
+    SELECT l.invoice_number, l.service, sum(l.amount_fen)::bigint AS net, m.account
+    FROM inv JOIN invoice_lines l USING (invoice_number)
+    LEFT JOIN unnest(%(services)s::text[], %(accounts)s::text[]) AS m(service, account)
+      ON m.service = l.service
+    GROUP BY l.invoice_number, l.service, m.account
+), nets AS (
+    SELECT invoice_number, sum(net)::bigint AS net, bool_or(net <> 0) AS any_net
+    FROM svc GROUP BY invoice_number
+), heads AS (
+    SELECT inv.*, coalesce(n.net, 0) AS net, coalesce(n.any_net, false) AS any_net
+    FROM inv LEFT JOIN nets n USING (invoice_number)
+), ent AS (
+    SELECT h.*, %(last_seq)s + row_number() OVER (ORDER BY h.invoice_number) AS seq
+    FROM heads h
+    WHERE h.total_fen <> 0 OR h.vat_fen <> 0 OR h.any_net
+), problem AS (
+    SELECT coalesce(
+        (SELECT format('service: no revenue account for %%L in the chart (invoice %%s)',
+                       service, invoice_number)
+         FROM svc WHERE account IS NULL ORDER BY invoice_number LIMIT 1),
+        (SELECT format('invoice %%s: total %%s ≠ net %%s + VAT %%s',
+                       invoice_number, total_fen, net, vat_fen)
+         FROM heads WHERE net + vat_fen <> total_fen ORDER BY invoice_number LIMIT 1),
+        (SELECT format('journal entry numbers of %%s would pass %%s', %(year)s, %(max_seq)s)
+         FROM ent HAVING max(seq) > %(max_seq)s)) AS reason
+), numbered AS (
+    SELECT ent.*, %(year)s::text || '-' || lpad(ent.seq::text, 6, '0') AS entry_number
+    FROM ent WHERE (SELECT reason IS NULL FROM problem)
+), lines AS (
+    SELECT entry_number, 0 AS grp, '' AS account_key, '' AS service_key,
+           %(receivables)s AS account, customer_id, total_fen AS debit
+    FROM numbered
+    UNION ALL
+    SELECT n.entry_number, 1, s.account, s.service, s.account, NULL, -s.net
+    FROM numbered n JOIN svc s USING (invoice_number)
+    UNION ALL
+    SELECT entry_number, 2, '', '', %(vat_payable)s, NULL, -vat_fen
+    FROM numbered
+), written_lines AS (
+    INSERT INTO journal_lines (entry_number, line_no, account, customer_id, debit_fen,
+                               credit_fen)
+    SELECT entry_number,
+           row_number() OVER (PARTITION BY entry_number
+                              ORDER BY grp, account_key COLLATE "C", service_key COLLATE "C"),
+           account, customer_id, greatest(debit, 0), greatest(-debit, 0)
+    FROM lines WHERE debit <> 0
+    ORDER BY entry_number
+    RETURNING 1
+), kept AS (
+    INSERT INTO pg_temp.bulk_invoice_entries
+    SELECT entry_number, %(year)s, seq, issued_on, invoice_number FROM numbered
+    RETURNING 1
+)
+SELECT (SELECT reason FROM problem), (SELECT count(*) FROM kept),
+       (SELECT count(*) FROM written_lines)
+"""
+
+# The entry rows (which post the lines), their claim-check events in entry order, the
+# counter advanced.
+_BULK_POST = """
+WITH posted AS (
+    INSERT INTO journal_entries (entry_number, year, seq, entry_date, kind, source_document,
+                                 description)
+    SELECT entry_number, year, seq, entry_date, 'invoice', source_document,
+           left('Račun ' || source_document, 200)
+    FROM pg_temp.bulk_invoice_entries ORDER BY seq
+    RETURNING entry_number, seq
+), events AS (
+    INSERT INTO outbox_events (topic, key, document)
+    SELECT %(topic)s, entry_number, entry_number FROM posted ORDER BY seq
+    RETURNING 1
+)
+UPDATE journal_counters SET last_seq = (SELECT max(seq) FROM posted)
+WHERE year = %(year)s AND EXISTS (SELECT 1 FROM posted)
+"""
+
+
+def post_invoice_numbers(conn: psycopg.Connection, first_number: str, last_number: str, *,
+                         chart: Chart) -> int:
+    """Book the invoices numbered `first_number`..`last_number` (one year, both included) as
+    `post_invoices` books them, but set-based: the entries are made in SQL from the invoice
+    rows, numbered from the locked journal counter in invoice-number order. An invoice
+    already booked, or whose every amount is zero, books nothing. Returns how many entries
+    were written. Raises `LedgerError` (writing nothing) for numbers of two years, a service
+    without a revenue account or an invoice whose total is not its nets plus VAT."""
+    year = _year_of(first_number, "first_number")
+    if _year_of(last_number, "last_number") != year:
+        raise LedgerError(f"last_number: {last_number} is not of {year}, as {first_number}")
+    revenue = dict(chart.revenue)
+    revenue.setdefault(INTEREST_SERVICE, chart.roles["interest_revenue"])
+    with conn.transaction():
+        sync_chart(conn, chart)
+        last = lock_counters(conn, (year,))[year]
+        conn.execute(_BULK_ENTRIES)
+        conn.execute("TRUNCATE pg_temp.bulk_invoice_entries")
+        row = conn.execute(_BULK_LINES, {
+            "first": first_number, "last": last_number, "year": year, "last_seq": last,
+            "max_seq": MAX_SEQ, "services": list(revenue), "accounts": list(revenue.values()),
+            "receivables": chart.roles["receivables"], "vat_payable": chart.roles["vat_payable"],
+        }).fetchone()
+        assert row is not None
+        reason, entries = row[0], int(row[1])
+        if reason is not None:
+            raise LedgerError(reason)
+        if entries:
+            conn.execute(_BULK_POST, {"topic": LEDGER, "year": year})
+    return entries
+
+
+def _year_of(number: str, field: str) -> int:
+    head, _, seq = number.partition("-")
+    if not (len(head) == 4 and head.isdigit() and len(seq) == 6 and seq.isdigit()):
+        raise LedgerError(f"{field}: an invoice number YYYY-NNNNNN, got {number!r}")
+    return int(head)
