@@ -217,41 +217,83 @@ def _energy_lines(
     groups: dict[tuple[str, str, str, str, int, Decimal], _Energy] = {}
     for row in consumption:
         contract = None
+        day = row.local_day
         for c, start, stop in by_place.get((row.metering_point_id, row.service), ()):
-            if start <= row.local_day < stop:
+            if start <= day < stop:
                 contract = c
                 break
         if contract is None:
             continue
-        version = version_on(catalog, contract, row.local_day)
-        comp = version.energy_component(row.register, row.local_day)
+        comp, rate, deep = _energy_price(version_on(catalog, contract, day), row.register, day)
         if comp is None:
-            if row.quantity_milli == 0 or _depth_priced(version, row.register, row.local_day):
+            if row.quantity_milli == 0 or deep:
                 continue
             raise BillingError(
                 f"tariff {contract.tariff_code} has no energy price for register {row.register}"
-                f" on {row.local_day} (contract {contract.contract_id}, metering point "
+                f" on {day} (contract {contract.contract_id}, metering point "
                 f"{row.metering_point_id})"
             )
-        rate = version.vat_rate if comp.vat_rate is None else comp.vat_rate
-        key = (row.service, row.metering_point_id, row.register, comp.code, comp.price_micro, rate)
+        key = (row.service, row.metering_point_id, row.register, comp.code, comp.price_micro,
+               rate)
         acc = groups.get(key)
         if acc is None:
-            acc = groups[key] = _Energy(comp, rate, row.local_day, row.local_day)
+            acc = groups[key] = _Energy(comp, rate, day, day)
+        elif day < acc.first:
+            acc.first = day
+        elif day > acc.last:
+            acc.last = day
         acc.quantity_milli += row.quantity_milli
-        acc.first = min(acc.first, row.local_day)
-        acc.last = max(acc.last, row.local_day)
-    split = _count(key[:4] for key in groups)
+    split = _count(key[:4] for key in groups) if len(groups) > 1 else None
     lines: list[_Keyed] = []
     for (service, mp, register, code, price, rate), acc in groups.items():
         description = acc.component.description
-        if split[(service, mp, register, code)] > 1:  # a price change inside the month
+        if split is not None and split[(service, mp, register, code)] > 1:
+            # a price change inside the month
             description += f" ({acc.first:%d.%m.}–{acc.last:%d.%m.})"
         line = InvoiceLine(service, mp, code, register, description, acc.quantity_milli,
                            acc.component.unit, price,
                            line_amount_fen(acc.quantity_milli, price), rate)
         lines.append((line, acc.first, RANK_METERED, 0, acc.component.discount_percent))
     return lines
+
+
+# Memos of what depends only on a tariff version (frozen) and a register or day: a close
+# asks the same few questions 100,000 times. Keyed by the version's id, with the version
+# itself kept in the value (so the id cannot be reused while the entry lives).
+_MEMO_MAX = 100_000
+_ENERGY_MEMO: dict[tuple[int, str, date],
+                   tuple[TariffVersion, Component | None, Decimal, bool]] = {}
+_FEES_MEMO: dict[int, tuple[TariffVersion, tuple[tuple[Component, Decimal], ...], bool]] = {}
+
+
+def _energy_price(version: TariffVersion, register: str, day: date
+                  ) -> tuple[Component | None, Decimal, bool]:
+    """The energy component of `register` on `day` (None: none), its VAT rate and
+    whether the register feeds a component priced in `billing.calculation_depth`."""
+    key = (id(version), register, day)
+    found = _ENERGY_MEMO.get(key)
+    if found is None:
+        comp = version.energy_component(register, day)
+        rate = version.vat_rate if comp is None or comp.vat_rate is None else comp.vat_rate
+        deep = comp is None and _depth_priced(version, register, day)
+        if len(_ENERGY_MEMO) >= _MEMO_MAX:
+            _ENERGY_MEMO.clear()
+        found = _ENERGY_MEMO[key] = (version, comp, rate, deep)
+    return found[1], found[2], found[3]
+
+
+def _fees_of(version: TariffVersion) -> tuple[tuple[tuple[Component, Decimal], ...], bool]:
+    """The version's fee components with their VAT rates, and whether it has a component
+    of `DEPTH_KINDS`."""
+    found = _FEES_MEMO.get(id(version))
+    if found is None:
+        fees = tuple((c, version.vat_rate if c.vat_rate is None else c.vat_rate)
+                     for c in version.components if c.kind in _FEE_KINDS)
+        deep = any(c.kind in DEPTH_KINDS for c in version.components)
+        if len(_FEES_MEMO) >= _MEMO_MAX:
+            _FEES_MEMO.clear()
+        found = _FEES_MEMO[id(version)] = (version, fees, deep)
+    return found[1], found[2]
 
 
 def _depth_priced(version: TariffVersion, register: str, day: date) -> bool:
@@ -271,20 +313,17 @@ def _count(keys: Iterable[tuple[str, ...]]) -> dict[tuple[str, ...], int]:
 def _fee_lines(spans: list[_Span], catalog: Catalog, first: date, end: date,
                depth_spans: list[_Span]) -> list[_Keyed]:
     """The monthly fees; collects in `depth_spans` the spans whose tariff has a component
-    of `DEPTH_KINDS` (this loop visits every component anyway)."""
+    of `DEPTH_KINDS`."""
     days_in_month = (end - first).days
     groups: dict[tuple[str, str, str, int, Decimal, int | None], _Fee] = {}
     for span in spans:
         contract, start, stop = span
         deep = False
         for version, seg_start, seg_stop in version_segments(catalog, contract, start, stop):
-            for comp in version.components:
-                if comp.kind not in _FEE_KINDS:
-                    if comp.kind in DEPTH_KINDS:
-                        deep = True
-                    continue
+            fees, version_deep = _fees_of(version)
+            deep = deep or version_deep
+            for comp, rate in fees:
                 area = _area_centi(contract) if comp.kind == "per_m2_month" else None
-                rate = version.vat_rate if comp.vat_rate is None else comp.vat_rate
                 key = (contract.service, contract.metering_point_id, comp.code, comp.price_micro,
                        rate, area)
                 acc = groups.get(key)
@@ -300,19 +339,33 @@ def _fee_lines(spans: list[_Span], catalog: Catalog, first: date, end: date,
         description = acc.component.description
         if acc.days < days_in_month:
             description += f" ({acc.days}/{days_in_month} dana)"
-        if area is None:
-            quantity = round_half_up_div(1000 * acc.days, days_in_month)
-            amount = round_half_up_div(price * acc.days, days_in_month * _MICRO_PER_FEN)
-            unit = "month"
-        else:
-            quantity = area * 10
-            amount = round_half_up_div(area * price * acc.days,
-                                       100 * days_in_month * _MICRO_PER_FEN)
-            unit = "m2"
-        line = InvoiceLine(service, mp, code, None, description, quantity, unit, price, amount,
-                           rate)
+        quantity, amount = _fee_figures(price, acc.days, days_in_month, area)
+        line = InvoiceLine(service, mp, code, None, description, quantity,
+                           "month" if area is None else "m2", price, amount, rate)
         lines.append((line, acc.first, RANK_FEE, 0, None))
     return lines
+
+
+_FIGURES_MEMO: dict[tuple[int, int, int, int | None], tuple[int, int]] = {}
+
+
+def _fee_figures(price: int, days: int, days_in_month: int, area: int | None
+                 ) -> tuple[int, int]:
+    """A fee line's quantity (months or m², thousandths) and amount: ``price × days /
+    days_in_month`` (× the area in hundredths of m²), half up."""
+    key = (price, days, days_in_month, area)
+    found = _FIGURES_MEMO.get(key)
+    if found is None:
+        if area is None:
+            found = (round_half_up_div(1000 * days, days_in_month),
+                     round_half_up_div(price * days, days_in_month * _MICRO_PER_FEN))
+        else:
+            found = (area * 10, round_half_up_div(area * price * days,
+                                                  100 * days_in_month * _MICRO_PER_FEN))
+        if len(_FIGURES_MEMO) >= _MEMO_MAX:
+            _FIGURES_MEMO.clear()
+        _FIGURES_MEMO[key] = found
+    return found
 
 
 def version_segments(

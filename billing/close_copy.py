@@ -31,19 +31,31 @@ class Rendered(NamedTuple):
 
 
 def _render(d: InvoiceDraft) -> Rendered:
-    t = _text
     nets: dict[str, int] = {}
-    for ln in d.lines:
-        nets[ln.service] = nets.get(ln.service, 0) + ln.amount_fen
-    lines = "\n".join(
-        f"{no}\t{t(ln.service)}\t{t(ln.metering_point_id)}\t{t(ln.component)}"
-        f"\t{t(ln.register)}\t{t(ln.description)}\t{ln.quantity_milli}\t{t(ln.unit)}"
-        f"\t{ln.unit_price_micro}\t{ln.amount_fen}\t{t(ln.vat_rate)}"
-        for no, ln in enumerate(d.lines, start=1))
-    vat = "\n".join(f"{t(v.vat_rate)}\t{v.base_fen}\t{v.vat_fen}" for v in d.vat)
+    rows = []
+    for no, ln in enumerate(d.lines, start=1):
+        service, mp, component, register = (ln.service, ln.metering_point_id, ln.component,
+                                            ln.register)
+        description, unit = ln.description, ln.unit
+        nets[service] = nets.get(service, 0) + ln.amount_fen
+        text = f"{service}{mp}{component}{register}{description}{unit}"
+        if ("\\" in text or "\t" in text or "\n" in text or "\r" in text
+                or None in (service, mp, component, description, unit)):
+            t = _text  # the general case: escapes, NULLs
+            rows.append(f"{no}\t{t(service)}\t{t(mp)}\t{t(component)}\t{t(register)}"
+                        f"\t{t(description)}\t{ln.quantity_milli}\t{t(unit)}"
+                        f"\t{ln.unit_price_micro}\t{ln.amount_fen}\t{t(ln.vat_rate)}")
+        else:  # nothing to escape: the fields as they are (`_text` would return them)
+            rows.append(f"{no}\t{service!s}\t{mp!s}\t{component!s}"
+                        f"\t{_NULL if register is None else register!s}\t{description!s}"
+                        f"\t{ln.quantity_milli}\t{unit!s}\t{ln.unit_price_micro}"
+                        f"\t{ln.amount_fen}\t{ln.vat_rate!s}")
+    vat = "\n".join(f"{v.vat_rate!s}\t{v.base_fen}\t{v.vat_fen}" for v in d.vat)
     return Rendered(d.customer_id, d.period, d.net_fen, d.vat_fen, d.total_fen,
-                    tuple(nets.items()), lines, vat)
+                    tuple(nets.items()), "\n".join(rows), vat)
 
+
+_NULL = "\\N"
 
 
 def _written(drafts: Sequence[Rendered], issued_on: date, payment_days: int, last_seq: int
