@@ -234,27 +234,28 @@ CREATE TEMPORARY TABLE IF NOT EXISTS pg_temp.bulk_invoice_entries (
 
 _BULK_LINES = """
 WITH inv AS (
-    SELECT i.invoice_number, i.customer_id, i.issued_on, i.vat_fen, i.total_fen
+    SELECT i.invoice_number, i.customer_id, i.issued_on, i.vat_fen, i.total_fen,
+           EXISTS (SELECT 1 FROM journal_entries e
+                   WHERE e.kind = 'invoice' AND e.source_document = i.invoice_number) AS booked
     FROM invoices i
     WHERE i.invoice_number BETWEEN %(first)s AND %(last)s
-      AND NOT EXISTS (SELECT 1 FROM journal_entries e
-                      WHERE e.kind = 'invoice' AND e.source_document = i.invoice_number)
-), svc AS (
-    SELECT l.invoice_number, l.service, sum(l.amount_fen)::bigint AS net, m.account
-    FROM inv JOIN invoice_lines l USING (invoice_number)
+), svc AS (  -- the range read from the primary key, never a scan of every invoice's lines
+    SELECT s.invoice_number, s.service, s.net, m.account
+    FROM (SELECT l.invoice_number, l.service, sum(l.amount_fen)::bigint AS net
+          FROM invoice_lines l WHERE l.invoice_number BETWEEN %(first)s AND %(last)s
+          GROUP BY l.invoice_number, l.service) s
     LEFT JOIN unnest(%(services)s::text[], %(accounts)s::text[]) AS m(service, account)
-      ON m.service = l.service
-    GROUP BY l.invoice_number, l.service, m.account
+      ON m.service = s.service
 ), nets AS (
-    SELECT invoice_number, sum(net)::bigint AS net, bool_or(net <> 0) AS any_net
+    SELECT invoice_number, sum(net)::bigint AS net, count(*) FILTER (WHERE net <> 0) AS revenue
     FROM svc GROUP BY invoice_number
 ), heads AS (
-    SELECT inv.*, coalesce(n.net, 0) AS net, coalesce(n.any_net, false) AS any_net
+    SELECT inv.*, coalesce(n.net, 0) AS net, coalesce(n.revenue, 0) AS revenue
     FROM inv LEFT JOIN nets n USING (invoice_number)
 ), ent AS (
     SELECT h.*, %(last_seq)s + row_number() OVER (ORDER BY h.invoice_number) AS seq
     FROM heads h
-    WHERE h.total_fen <> 0 OR h.vat_fen <> 0 OR h.any_net
+    WHERE NOT h.booked AND (h.total_fen <> 0 OR h.vat_fen <> 0 OR h.revenue > 0)
 ), problem AS (
     SELECT coalesce(
         (SELECT format('service: no revenue account for %%L in the chart (invoice %%s)',
@@ -266,35 +267,35 @@ WITH inv AS (
         (SELECT format('journal entry numbers of %%s would pass %%s', %(year)s, %(max_seq)s)
          FROM ent HAVING max(seq) > %(max_seq)s)) AS reason
 ), numbered AS (
-    SELECT ent.*, %(year)s::text || '-' || lpad(ent.seq::text, 6, '0') AS entry_number
+    SELECT ent.*, %(year)s::text || '-' || lpad(ent.seq::text, 6, '0') AS entry_number,
+           (ent.total_fen <> 0)::int AS receivable
     FROM ent WHERE (SELECT reason IS NULL FROM problem)
+), revenue AS (  -- numbered within the entry, after the receivables line
+    SELECT invoice_number, account, net,
+           row_number() OVER (PARTITION BY invoice_number
+                              ORDER BY account COLLATE "C", service COLLATE "C") AS no
+    FROM svc WHERE net <> 0
 ), lines AS (
-    SELECT entry_number, 0 AS grp, '' AS account_key, '' AS service_key,
-           %(receivables)s AS account, customer_id, total_fen AS debit
-    FROM numbered
+    SELECT entry_number, 1 AS line_no, %(receivables)s AS account, customer_id,
+           total_fen AS debit
+    FROM numbered WHERE total_fen <> 0
     UNION ALL
-    SELECT n.entry_number, 1, s.account, s.service, s.account, NULL, -s.net
-    FROM numbered n JOIN svc s USING (invoice_number)
+    SELECT n.entry_number, n.receivable + r.no, r.account, NULL, -r.net
+    FROM numbered n JOIN revenue r USING (invoice_number)
     UNION ALL
-    SELECT entry_number, 2, '', '', %(vat_payable)s, NULL, -vat_fen
-    FROM numbered
+    SELECT entry_number, receivable + revenue + 1, %(vat_payable)s, NULL, -vat_fen
+    FROM numbered WHERE vat_fen <> 0
 ), written_lines AS (
     INSERT INTO journal_lines (entry_number, line_no, account, customer_id, debit_fen,
                                credit_fen)
-    SELECT entry_number,
-           row_number() OVER (PARTITION BY entry_number
-                              ORDER BY grp, account_key COLLATE "C", service_key COLLATE "C"),
-           account, customer_id, greatest(debit, 0), greatest(-debit, 0)
-    FROM lines WHERE debit <> 0
-    ORDER BY entry_number
-    RETURNING 1
+    SELECT entry_number, line_no, account, customer_id, greatest(debit, 0),
+           greatest(-debit, 0)
+    FROM lines
 ), kept AS (
     INSERT INTO pg_temp.bulk_invoice_entries
     SELECT entry_number, %(year)s, seq, issued_on, invoice_number FROM numbered
-    RETURNING 1
 )
-SELECT (SELECT reason FROM problem), (SELECT count(*) FROM kept),
-       (SELECT count(*) FROM written_lines)
+SELECT (SELECT reason FROM problem), (SELECT count(*) FROM numbered)
 """
 
 # The entry rows (which post the lines), their claim-check events in entry order, the
