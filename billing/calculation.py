@@ -243,7 +243,8 @@ def _energy_lines(
         elif day > acc.last:
             acc.last = day
         acc.quantity_milli += row.quantity_milli
-    split = _count(key[:4] for key in groups) if len(groups) > 1 else None
+    places = [key[:4] for key in groups]
+    split = _count(places) if len(set(places)) < len(places) else None
     lines: list[_Keyed] = []
     for (service, mp, register, code, price, rate), acc in groups.items():
         description = acc.component.description
@@ -310,10 +311,49 @@ def _count(keys: Iterable[tuple[str, ...]]) -> dict[tuple[str, ...], int]:
     return out
 
 
+_FeePlan = tuple[tuple[TariffVersion, ...], bool,
+                 tuple[tuple[str, int, Decimal, str, int, str, int, date], ...]]
+_SPAN_FEES: dict[tuple[object, ...], _FeePlan] = {}
+
+
 def _fee_lines(spans: list[_Span], catalog: Catalog, first: date, end: date,
                depth_spans: list[_Span]) -> list[_Keyed]:
     """The monthly fees; collects in `depth_spans` the spans whose tariff has a component
-    of `DEPTH_KINDS`."""
+    of `DEPTH_KINDS`. Each span on a metering point of its own (the common case) takes its
+    lines from a memo of the span's tariff versions, days and area; contracts following
+    each other on one point share their fee lines (`_grouped_fee_lines`)."""
+    if len({(s[0].metering_point_id, s[0].service) for s in spans}) < len(spans):
+        return _grouped_fee_lines(spans, catalog, first, end, depth_spans)
+    lines: list[_Keyed] = []
+    for span in spans:
+        contract, start, stop = span
+        versions = catalog.versions_between(contract.tariff_code, start, stop)
+        key = (contract.tariff_code, start, stop, first, end, contract.area_m2,
+               *map(id, versions))
+        plan = _SPAN_FEES.get(key)
+        if plan is None:
+            found: list[_Span] = []
+            fees = _grouped_fee_lines([span], catalog, first, end, found)
+            plan = (tuple(versions), bool(found),
+                    tuple((ln.component, ln.unit_price_micro, ln.vat_rate, ln.description,
+                           ln.quantity_milli, ln.unit, ln.amount_fen, day)
+                          for ln, day, _, _, _ in fees))
+            if len(_SPAN_FEES) >= _MEMO_MAX:
+                _SPAN_FEES.clear()
+            _SPAN_FEES[key] = plan
+        if plan[1]:
+            depth_spans.append(span)
+        service, mp = contract.service, contract.metering_point_id
+        for code, price, rate, description, quantity, unit, amount, day in plan[2]:
+            lines.append((InvoiceLine(service, mp, code, None, description, quantity, unit,
+                                      price, amount, rate), day, RANK_FEE, 0, None))
+    return lines
+
+
+def _grouped_fee_lines(spans: list[_Span], catalog: Catalog, first: date, end: date,
+                       depth_spans: list[_Span]) -> list[_Keyed]:
+    """The fee lines of `spans`, one per metering point, component, price, rate and area,
+    over the days of all spans and tariff versions it applies to."""
     days_in_month = (end - first).days
     groups: dict[tuple[str, str, str, int, Decimal, int | None], _Fee] = {}
     for span in spans:
@@ -372,8 +412,11 @@ def version_segments(
     catalog: Catalog, contract: ContractInput, start: date, stop: date
 ) -> list[tuple[TariffVersion, date, date]]:
     """The tariff versions in force over [start, stop), each with the days it covers."""
-    version_on(catalog, contract, start)  # the first day must be covered (raises otherwise)
     versions = catalog.versions_between(contract.tariff_code, start, stop)
+    if len(versions) == 1 and versions[0].valid_from <= start:
+        # the one version in force from `start` on: the last one begun by then
+        return [(versions[0], start, stop)]
+    version_on(catalog, contract, start)  # the first day must be covered (raises otherwise)
     out = []
     for i, v in enumerate(versions):
         seg_start = max(start, v.valid_from)
@@ -446,7 +489,23 @@ def _totals(customer_id: str, period: str, lines: list[InvoiceLine]) -> InvoiceD
     bases: dict[Decimal, int] = {}
     for line in lines:
         bases[line.vat_rate] = bases.get(line.vat_rate, 0) + line.amount_fen
-    vat = [VatRow(rate, base, vat_fen(base, rate)) for rate, base in sorted(bases.items())]
+    vat = [VatRow(rate, base, _vat_fen(base, rate)) for rate, base in sorted(bases.items())]
     net = sum(row.base_fen for row in vat)
     tax = sum(row.vat_fen for row in vat)
     return InvoiceDraft(customer_id, period, lines, vat, net, tax, net + tax)
+
+
+_WHOLE_RATES: dict[Decimal, int | None] = {}  # VAT rate → the rate as an integer, if it is one
+
+
+def _vat_fen(base_fen: int, rate: Decimal) -> int:
+    """`rating.money.vat_fen` in integers for a whole-number rate (17, 0): the same
+    figure without Decimal arithmetic (exact below 10^20 fen, as Decimal's 28 digits)."""
+    whole = _WHOLE_RATES.get(rate, 0)
+    if whole == 0 and rate not in _WHOLE_RATES:
+        whole = int(rate) if rate == rate.to_integral_value() else None
+        if len(_WHOLE_RATES) < 1000:
+            _WHOLE_RATES[rate] = whole
+    if whole is None or abs(base_fen) >= 10**20:
+        return vat_fen(base_fen, rate)
+    return round_half_up_div(base_fen * whole, 100)

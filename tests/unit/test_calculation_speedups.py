@@ -13,10 +13,14 @@ from datetime import date, timedelta
 from decimal import Decimal
 from pathlib import Path
 
+from hypothesis import given
+from hypothesis import strategies as st
+
 from billing import calculation
 from billing.calculation import ContractInput, DailyConsumption, InvoiceDraft, compute_invoice
 from billing.close_copy import _render, _text
 from rating.catalog import Catalog, parse_tariff
+from rating.money import vat_fen
 from tests.unit.test_calculation_depth import DEPTH_DOCS
 
 DEMO = json.loads((Path(__file__).parents[2] / "app" / "demo" / "catalog.json")
@@ -91,7 +95,8 @@ def test_drafts_as_before_the_speed_up() -> None:
 
 def test_memos_warm_or_cold_give_the_same_drafts() -> None:
     warm = _drafts()
-    for memo in (calculation._ENERGY_MEMO, calculation._FEES_MEMO, calculation._FIGURES_MEMO):
+    for memo in (calculation._ENERGY_MEMO, calculation._FEES_MEMO, calculation._FIGURES_MEMO,
+                 calculation._SPAN_FEES, calculation._WHOLE_RATES):
         memo.clear()
     assert _digest(_drafts()) == _digest(warm)
 
@@ -120,3 +125,8 @@ def test_render_fast_path_equals_the_escaping_one() -> None:
                       ln.description, ln.quantity_milli, ln.unit, ln.unit_price_micro,
                       ln.amount_fen, ln.vat_rate)
             assert text == "\t".join(_text(f) for f in fields)
+
+
+@given(st.integers(-10**22, 10**22), st.sampled_from(["17", "0", "17.00", "1E+1", "7.5", "0.01"]))
+def test_vat_in_integers_is_vat_fen(base: int, rate: str) -> None:
+    assert calculation._vat_fen(base, Decimal(rate)) == vat_fen(base, Decimal(rate))
