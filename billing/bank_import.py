@@ -32,10 +32,10 @@ from billing.bank_parse import (
     BankTransaction,
     ParsedStatement,
     StatementError,
-    no_cyclic_gc,
     parse_camt053,
     parse_csv,
 )
+from billing.gc_pause import no_cyclic_gc
 from billing.ledger import Chart
 from billing.payments import (
     ACCEPTED,

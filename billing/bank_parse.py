@@ -17,12 +17,9 @@ code is taken from text such as ``šifra kupca 100001`` or from a remittance tha
 from __future__ import annotations
 
 import csv
-import gc
 import io
 import pyexpat
 import re
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date
 from typing import NamedTuple
@@ -32,6 +29,7 @@ from defusedxml import DefusedXmlException
 from defusedxml.ElementTree import fromstring
 
 from billing import BillingError
+from billing.gc_pause import no_cyclic_gc
 from billing.reference import mod97_valid
 
 CAMT_NS = re.compile(r"^\{(urn:iso:std:iso:20022:tech:xsd:camt\.053\.001\.([0-9]{2}))\}Document$")
@@ -118,21 +116,6 @@ def _xml_root(data: bytes) -> Element:
         root: Element = parser.close()
         return root
     return fromstring(data, forbid_dtd=True)
-
-
-@contextmanager
-def no_cyclic_gc() -> Iterator[None]:
-    """Building a tree of a million elements triggers the cyclic garbage collector again
-    and again, each pass walking every live object of the process: 2–4× the parse time.
-    A parsed statement holds no reference cycles, so the collector is paused meanwhile
-    (`billing.bank_import` pauses it for a whole import: ~5 µs a payment)."""
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
 
 
 def parse_camt053(data: bytes) -> ParsedStatement:
