@@ -340,3 +340,103 @@ def _year_of(number: str, field: str) -> int:
     if not (len(head) == 4 and head.isdigit() and len(seq) == 6 and seq.isdigit()):
         raise LedgerError(f"{field}: an invoice number YYYY-NNNNNN, got {number!r}")
     return int(head)
+
+
+# ---- payments, set-based (a bank statement of tens of thousands) ----------------------
+
+_BULK_PAYMENT_ENTRIES = """
+CREATE TEMPORARY TABLE IF NOT EXISTS pg_temp.bulk_payment_entries (
+    entry_number text, year integer, seq integer, entry_date date, source_document text,
+    description text, no bigint
+) ON COMMIT DROP
+"""
+
+# The payments in the order given, each once, those of kind 'payment' not yet booked,
+# numbered per year of payment in that order; two lines each (channel debit, receivables
+# credit with the customer), as `entry_for_payment` makes them.
+_BULK_PAYMENT_LINES = """
+WITH s AS (
+    SELECT * FROM unnest(%(ids)s::text[], %(invoices)s::text[]) WITH ORDINALITY
+                  AS s(payment_id, invoice_number, no)
+), firsts AS (
+    SELECT DISTINCT ON (payment_id) * FROM s ORDER BY payment_id, no
+), todo AS (
+    SELECT f.no, p.payment_id, p.customer_id, p.paid_on, p.amount_fen, f.invoice_number,
+           extract(year FROM p.paid_on)::int AS year
+    FROM firsts f JOIN payments p USING (payment_id)
+    WHERE p.kind = 'payment'
+      AND NOT EXISTS (SELECT 1 FROM journal_entries e
+                      WHERE e.kind = 'payment' AND e.source_document = p.payment_id)
+), numbered AS (
+    SELECT t.*, c.last_seq + row_number() OVER (PARTITION BY t.year ORDER BY t.no) AS seq
+    FROM todo t JOIN unnest(%(years)s::int[], %(lasts)s::int[]) AS c(year, last_seq)
+         USING (year)
+), named AS (
+    SELECT n.*, n.year::text || '-' || lpad(n.seq::text, 6, '0') AS entry_number
+    FROM numbered n
+), written_lines AS (
+    INSERT INTO journal_lines (entry_number, line_no, account, customer_id, debit_fen,
+                               credit_fen)
+    SELECT entry_number, 1, %(channel_account)s, NULL, amount_fen, 0 FROM named
+    UNION ALL
+    SELECT entry_number, 2, %(receivables)s, customer_id, 0, amount_fen FROM named
+), kept AS (
+    INSERT INTO pg_temp.bulk_payment_entries
+    SELECT entry_number, year, seq, paid_on, payment_id,
+           left('Uplata ' || payment_id || coalesce(' za račun ' || invoice_number, ''), 200),
+           no
+    FROM named
+)
+SELECT year, max(seq), count(*) FROM named GROUP BY year
+"""
+
+_BULK_PAYMENT_POST = """
+WITH posted AS (
+    INSERT INTO journal_entries (entry_number, year, seq, entry_date, kind, source_document,
+                                 description)
+    SELECT entry_number, year, seq, entry_date, 'payment', source_document, description
+    FROM pg_temp.bulk_payment_entries ORDER BY no
+    RETURNING entry_number
+)
+INSERT INTO outbox_events (topic, key, document)
+SELECT %(topic)s, b.entry_number, b.entry_number
+FROM pg_temp.bulk_payment_entries b WHERE b.entry_number IN (SELECT entry_number FROM posted)
+ORDER BY b.no
+"""
+
+
+def post_payment_ids(conn: psycopg.Connection, payments: Sequence[tuple[str, str | None]],
+                     *, channel: str, chart: Chart) -> int:
+    """Book recorded payments — (payment id, the invoice its reference named or None), all
+    received through `channel` — as `post_payments` books them, but set-based: the entries
+    are made in SQL from the payment rows, numbered per year in the order given. A payment
+    already booked (or listed twice, or not of kind 'payment') books nothing. Returns how
+    many entries were written."""
+    if not payments:
+        return 0
+    ids = [p for p, _ in payments]
+    with conn.transaction():
+        sync_chart(conn, chart)
+        years = [int(r[0]) for r in conn.execute(
+            "SELECT DISTINCT extract(year FROM paid_on)::int FROM payments"
+            " WHERE payment_id = ANY(%s)", (ids,))]
+        last = lock_counters(conn, years)
+        conn.execute(_BULK_PAYMENT_ENTRIES)
+        conn.execute("TRUNCATE pg_temp.bulk_payment_entries")
+        rows = conn.execute(_BULK_PAYMENT_LINES, {
+            "ids": ids, "invoices": [i for _, i in payments],
+            "years": list(last), "lasts": list(last.values()),
+            "channel_account": chart.channel_account(channel),
+            "receivables": chart.roles["receivables"],
+        }).fetchall()
+        for year, top, _ in rows:
+            if int(top) > MAX_SEQ:
+                raise LedgerError(f"journal entry numbers of {year} would pass {MAX_SEQ}")
+        written = sum(int(n) for _, _, n in rows)
+        if written:
+            conn.execute(_BULK_PAYMENT_POST, {"topic": LEDGER})
+            conn.execute(
+                "UPDATE journal_counters c SET last_seq = v.seq FROM unnest(%s::int[], %s::int[])"
+                " AS v(year, seq) WHERE c.year = v.year",
+                ([int(r[0]) for r in rows], [int(r[1]) for r in rows]))
+    return written

@@ -30,7 +30,7 @@ import psycopg
 from billing import BillingError
 from billing.customer_credit import settle_credit
 from billing.ledger import Chart, PaymentFacts, load_chart
-from billing.ledger_posting import lock_counters, post_payments
+from billing.ledger_posting import lock_counters, post_payment_ids, post_payments
 from billing.outbox import add_payment_events
 from billing.reference import make_payment_reference, parse_payment_reference
 from rating.money import format_km, parse_amount_fen
@@ -38,6 +38,9 @@ from rating.money import format_km, parse_amount_fen
 ACCEPTED, DUPLICATE, REJECTED = "accepted", "duplicate", "rejected"
 RESERVED_PREFIXES = ("STORNO/", "POVRAT/")  # ids of reversals and refunds
 MAX_AMOUNT_FEN = 100_000_000_000  # one billion KM: anything above is a data error
+# From this many payments in one call (a bank statement), their journal entries are made in
+# SQL (`post_payment_ids`, ~2× cheaper); fewer (the cash desk) go through `post_payments`.
+BOOK_IN_SQL_FROM = 20
 _CUSTOMER_ID = re.compile(r"^[0-9]{6,10}$")
 _AMOUNT = re.compile(r"^[+-]?[0-9]+(\.[0-9]+)?$")
 _DAY = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
@@ -188,7 +191,11 @@ def _match_and_insert(conn: psycopg.Connection, batch: list[tuple[int, Payment]]
                      if prior_customer is not None else first[p.payment_id])
             outcomes[i] = _against(p.payment_id, _Recorded(customer_id, p.paid_on,
                                                            p.amount_fen), prior, invoice_number)
-    post_payments(conn, booked, chart=chart)
+    if len(booked) >= BOOK_IN_SQL_FROM:  # a statement: booked set-based, the same entries
+        post_payment_ids(conn, [(f.payment_id, f.invoice_number) for f in booked],
+                         channel=channel, chart=chart)
+    else:
+        post_payments(conn, booked, chart=chart)
     last_paid: dict[str, date] = {}
     for f in booked:
         last_paid[f.customer_id] = max(f.paid_on, last_paid.get(f.customer_id, f.paid_on))
