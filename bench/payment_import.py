@@ -35,6 +35,7 @@ PAID_ON = date(2026, 11, 10)
 STEPS: Targets = [
     (bank_import, ("parse_statement", "_queued", "record_checked", "_queue")),
     (payments, ("lock_counters", "_match_and_insert", "_recorded", "post_payments",
+                "post_payment_ids",
                 "settle_credit", "add_payment_events")),
 ]
 
