@@ -360,10 +360,14 @@ WITH s AS (
                   AS s(payment_id, invoice_number, no)
 ), firsts AS (
     SELECT DISTINCT ON (payment_id) * FROM s ORDER BY payment_id, no
-), todo AS (
+), todo AS (  -- by the primary key, one look-up each (`OFFSET 0`: the payments were
+              -- just written, the statistics do not know them; a join planned on them
+              -- compared every payment of the statement with every other)
     SELECT f.no, p.payment_id, p.customer_id, p.paid_on, p.amount_fen, f.invoice_number,
            extract(year FROM p.paid_on)::int AS year
-    FROM firsts f JOIN payments p USING (payment_id)
+    FROM firsts f
+    CROSS JOIN LATERAL (SELECT * FROM payments x WHERE x.payment_id = f.payment_id
+                        OFFSET 0) p
     WHERE p.kind = 'payment'
       AND NOT EXISTS (SELECT 1 FROM journal_entries e
                       WHERE e.kind = 'payment' AND e.source_document = p.payment_id)
@@ -391,17 +395,14 @@ SELECT year, max(seq), count(*) FROM named GROUP BY year
 """
 
 _BULK_PAYMENT_POST = """
-WITH posted AS (
-    INSERT INTO journal_entries (entry_number, year, seq, entry_date, kind, source_document,
-                                 description)
-    SELECT entry_number, year, seq, entry_date, 'payment', source_document, description
-    FROM pg_temp.bulk_payment_entries ORDER BY no
-    RETURNING entry_number
-)
+INSERT INTO journal_entries (entry_number, year, seq, entry_date, kind, source_document,
+                             description)
+SELECT entry_number, year, seq, entry_date, 'payment', source_document, description
+FROM pg_temp.bulk_payment_entries ORDER BY no
+"""
+_BULK_PAYMENT_EVENTS = """
 INSERT INTO outbox_events (topic, key, document)
-SELECT %(topic)s, b.entry_number, b.entry_number
-FROM pg_temp.bulk_payment_entries b WHERE b.entry_number IN (SELECT entry_number FROM posted)
-ORDER BY b.no
+SELECT %(topic)s, entry_number, entry_number FROM pg_temp.bulk_payment_entries ORDER BY no
 """
 
 
@@ -417,9 +418,10 @@ def post_payment_ids(conn: psycopg.Connection, payments: Sequence[tuple[str, str
     ids = [p for p, _ in payments]
     with conn.transaction():
         sync_chart(conn, chart)
-        years = [int(r[0]) for r in conn.execute(
-            "SELECT DISTINCT extract(year FROM paid_on)::int FROM payments"
-            " WHERE payment_id = ANY(%s)", (ids,))]
+        years = [int(r[0]) for r in conn.execute(  # by the primary key, as in the lines
+            "SELECT DISTINCT extract(year FROM p.paid_on)::int FROM unnest(%s::text[]) AS s(id)"
+            " CROSS JOIN LATERAL (SELECT paid_on FROM payments x WHERE x.payment_id = s.id"
+            " OFFSET 0) p", (ids,))]
         last = lock_counters(conn, years)
         conn.execute(_BULK_PAYMENT_ENTRIES)
         conn.execute("TRUNCATE pg_temp.bulk_payment_entries")
@@ -434,7 +436,8 @@ def post_payment_ids(conn: psycopg.Connection, payments: Sequence[tuple[str, str
                 raise LedgerError(f"journal entry numbers of {year} would pass {MAX_SEQ}")
         written = sum(int(n) for _, _, n in rows)
         if written:
-            conn.execute(_BULK_PAYMENT_POST, {"topic": LEDGER})
+            conn.execute(_BULK_PAYMENT_POST)
+            conn.execute(_BULK_PAYMENT_EVENTS, {"topic": LEDGER})
             conn.execute(
                 "UPDATE journal_counters c SET last_seq = v.seq FROM unnest(%s::int[], %s::int[])"
                 " AS v(year, seq) WHERE c.year = v.year",
