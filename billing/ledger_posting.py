@@ -220,8 +220,9 @@ CREATE TEMPORARY TABLE IF NOT EXISTS pg_temp.bulk_invoice_entries (
 _BULK_LINES = """
 WITH inv AS (
     SELECT i.invoice_number, i.customer_id, i.issued_on, i.vat_fen, i.total_fen,
-           EXISTS (SELECT 1 FROM journal_entries e
-                   WHERE e.kind = 'invoice' AND e.source_document = i.invoice_number) AS booked
+           EXISTS (SELECT 1 FROM journal_entries e  -- the range: else every invoice entry
+                   WHERE e.kind = 'invoice' AND e.source_document = i.invoice_number
+                     AND e.source_document BETWEEN %(first)s AND %(last)s) AS booked
     FROM invoices i
     WHERE i.invoice_number BETWEEN %(first)s AND %(last)s
 ), svc AS (  -- the range read from the primary key, never a scan of every invoice's lines
