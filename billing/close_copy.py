@@ -4,14 +4,16 @@ lines and VAT rows, the ledger totals and the hooks' view of what was written. S
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from datetime import date, timedelta
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import psycopg
 
 from billing.calculation import InvoiceDraft
 from billing.close_hooks import WrittenInvoice
+from billing.copy_text import copy_field as _text
+from billing.copy_text import copy_rows
 from billing.ledger import InvoiceTotals
 from billing.reference import make_payment_reference
 
@@ -77,35 +79,6 @@ def _ledger_totals(drafts: Sequence[InvoiceDraft | Rendered], issued_on: date, l
     return out
 
 
-_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
-_COPY_BATCH = 20_000  # rows per write
-
-
-def _text(value: object) -> str:
-    """One field of COPY's text format: NULL as \\N, backslash and separators escaped."""
-    if value is None:
-        return "\\N"
-    text = str(value)
-    if "\\" in text or "\t" in text or "\n" in text or "\r" in text:
-        return text.translate(_COPY_ESCAPES)
-    return text
-
-
-def _copy_rows(cur: psycopg.Cursor[Any], statement: str, rows: Iterable[str]) -> None:
-    """COPY of rows already formatted (tab-separated fields), written in large pieces: the
-    close writes ~8 rows per invoice, and formatting them in bulk costs a fraction of
-    `write_row` per row."""
-    with cur.copy(statement) as copy:
-        batch: list[str] = []
-        for row in rows:
-            batch.append(row)
-            if len(batch) >= _COPY_BATCH:
-                copy.write("\n".join(batch) + "\n")
-                batch.clear()
-        if batch:
-            copy.write("\n".join(batch) + "\n")
-
-
 def _write(conn: psycopg.Connection, drafts: Sequence[InvoiceDraft | Rendered],
            issued_on: date, payment_days: int, last_seq: int) -> None:
     """COPY the invoices numbered from ``last_seq + 1``, their lines and VAT rows."""
@@ -115,19 +88,19 @@ def _write(conn: psycopg.Connection, drafts: Sequence[InvoiceDraft | Rendered],
                 for seq, d in enumerate(drafts, start=last_seq + 1)]
     t = _text
     with conn.cursor() as cur:
-        _copy_rows(cur, "COPY invoices (invoice_number, year, seq, customer_id, period, kind,"
+        copy_rows(cur, "COPY invoices (invoice_number, year, seq, customer_id, period, kind,"
                         " issued_on, due_on, net_fen, vat_fen, total_fen, payment_reference,"
                         " status) FROM STDIN", (
             f"{number}\t{year}\t{seq}\t{t(r.customer_id)}\t{t(r.period)}\tinvoice{tail}\t"
             f"{r.net_fen}\t{r.vat_fen}\t{r.total_fen}\t{make_payment_reference(year, seq)}"
             "\tfinalized"
             for number, seq, r in numbered))
-        _copy_rows(cur, "COPY invoice_lines (invoice_number, line_no, service,"
+        copy_rows(cur, "COPY invoice_lines (invoice_number, line_no, service,"
                         " metering_point_id, component, register, description, quantity_milli,"
                         " unit, unit_price_micro, amount_fen, vat_rate) FROM STDIN", (
             f"{number}\t" + r.lines.replace("\n", f"\n{number}\t")
             for number, _, r in numbered if r.lines))
-        _copy_rows(cur, "COPY invoice_vat (invoice_number, vat_rate, base_fen, vat_fen)"
+        copy_rows(cur, "COPY invoice_vat (invoice_number, vat_rate, base_fen, vat_fen)"
                         " FROM STDIN", (
             f"{number}\t" + r.vat.replace("\n", f"\n{number}\t")
             for number, _, r in numbered if r.vat))

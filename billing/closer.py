@@ -42,9 +42,6 @@ from billing.close_copy import (
     Rendered as Rendered,
 )
 from billing.close_copy import (
-    _copy_rows as _copy_rows,
-)
-from billing.close_copy import (
     _ledger_totals,
     _render,
     _write,

@@ -17,10 +17,10 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from datetime import date
-from typing import Any
 
 import psycopg
 
+from billing.copy_text import copy_field, copy_rows
 from billing.gc_pause import no_cyclic_gc
 from billing.ledger import (
     INTEREST_SERVICE,
@@ -174,33 +174,19 @@ def _write(conn: psycopg.Connection, new: list[tuple[str, EntryDraft]]) -> None:
     """Lines first, then the entries: writing an entry row posts it, and the database
     checks each new entry's lines then (migration 0022). COPY text is formatted in bulk."""
     lines = [
-        f"{number}\t{no}\t{ln.account}\t{_text(ln.customer_id)}\t{ln.debit_fen}\t{ln.credit_fen}"
+        f"{number}\t{no}\t{ln.account}\t{copy_field(ln.customer_id)}\t{ln.debit_fen}\t{ln.credit_fen}"
         for number, e in new for no, ln in enumerate(e.lines, start=1)
     ]
     entries = [
         f"{number}\t{e.entry_date.year}\t{int(number.rsplit('-', 1)[1])}\t{e.entry_date}\t{e.kind}"
-        f"\t{_text(e.source_document)}\t{_text(e.description[:200])}"
+        f"\t{copy_field(e.source_document)}\t{copy_field(e.description[:200])}"
         for number, e in new
     ]
     with conn.cursor() as cur:
-        _copy(cur, "COPY journal_lines (entry_number, line_no, account, customer_id, debit_fen,"
+        copy_rows(cur, "COPY journal_lines (entry_number, line_no, account, customer_id, debit_fen,"
                    " credit_fen) FROM STDIN", lines)
-        _copy(cur, "COPY journal_entries (entry_number, year, seq, entry_date, kind,"
+        copy_rows(cur, "COPY journal_entries (entry_number, year, seq, entry_date, kind,"
                    " source_document, description) FROM STDIN", entries)
-
-
-_ESCAPE = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
-
-
-def _text(value: str | None) -> str:
-    """A value in COPY's text format (None is NULL)."""
-    return "\\N" if value is None else value.translate(_ESCAPE)
-
-
-def _copy(cur: psycopg.Cursor[Any], statement: str, rows: list[str], chunk: int = 20_000) -> None:
-    with cur.copy(statement) as copy:
-        for i in range(0, len(rows), chunk):
-            copy.write("\n".join(rows[i:i + chunk]) + "\n")
 
 
 # ---- the close's invoices, booked set-based -------------------------------------------

@@ -17,6 +17,7 @@ from bench.close_100k import PERIOD, seed
 from billing import close_inputs, closer, customer_credit
 from billing.calculation import InvoiceLine
 from billing.close_hooks import CloseContext
+from billing.copy_text import copy_rows
 from rating.calendar import month_bounds
 from stream.pipeline import load_catalog
 
@@ -155,7 +156,7 @@ def test_copy_text_escapes_separators(db_url: str) -> None:
                      " quantity_milli bigint, unit text, unit_price_micro bigint,"
                      " amount_fen bigint, vat_rate numeric(5, 2))")
         with conn.cursor() as cur:
-            closer._copy_rows(cur, "COPY t FROM STDIN", ["N\t" + rendered.lines])
+            copy_rows(cur, "COPY t FROM STDIN", ["N\t" + rendered.lines])
         row = conn.execute("SELECT * FROM t").fetchone()
     assert row == ("N", 1, "waste", "MM\\1", "fee", None, "Odvoz\tsmeća\nzgrada \\ ulaz\r",
                    1000, "month", 10_000, 1, Decimal("17.00"))
