@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date
+from typing import NamedTuple
 
 import psycopg
 
@@ -41,8 +42,9 @@ class ExtraLines:
     skipped: dict[str, str] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
-class WrittenInvoice:
+class WrittenInvoice(NamedTuple):
+    """An invoice the close has just written (a tuple: a close makes 100,000 of them)."""
+
     invoice_number: str
     customer_id: str
     period: str
@@ -51,6 +53,23 @@ class WrittenInvoice:
     net_fen: int
     vat_fen: int
     total_fen: int
+
+
+def number_range(written: Sequence[WrittenInvoice]) -> tuple[str, str] | None:
+    """(first, last) invoice number when `written` are consecutive numbers of one year in
+    ascending order (a close's invoices): a statement can then select them by that range
+    of the primary key instead of receiving every number. None otherwise."""
+    if not written:
+        return None
+    first = written[0].invoice_number
+    year, _, seq = first.partition("-")
+    if not (len(year) == 4 and year.isdigit() and len(seq) == 6 and seq.isdigit()):
+        return None
+    start = int(seq)
+    for k, w in enumerate(written):
+        if w.invoice_number != f"{year}-{start + k:06d}":
+            return None
+    return first, written[-1].invoice_number
 
 
 # `customer_ids`: customers with a contract active in the period and no invoice for it

@@ -80,6 +80,7 @@ from billing.close_inputs import (
 from billing.close_inputs import (
     _load_month as _load_month,
 )
+from billing.gc_pause import no_cyclic_gc
 from billing.ledger import Chart, load_chart
 from billing.ledger_posting import post_invoice_numbers, post_invoices
 from rating import RatingError
@@ -139,7 +140,9 @@ def close_period(
     if not 0 <= payment_days <= 365:
         raise BillingError(f"payment_days: must be 0–365, got {payment_days}")
     args = {"period": period, "first": first, "end": end}
-    with conn.transaction():
+    # millions of short-lived objects without cycles (`billing.gc_pause`); the forked
+    # calculation workers inherit the paused collector
+    with no_cyclic_gc(), conn.transaction():
         # the period's consumption is grouped in one pass: let it hash in memory
         conn.execute("SET LOCAL work_mem = '256MB'")
         conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))",
@@ -198,14 +201,15 @@ def draft_invoices(ctx: CloseContext, line_sources: Sequence[LineSource] | None 
                    ) -> tuple[list[InvoiceDraft], dict[str, str]]:
     """The drafts of every customer not yet invoiced for ``ctx.period`` and the customers
     left out with the reason: what `close_period` writes and `close_preview` shows."""
-    inputs = _load_inputs(ctx, line_sources)
-    drafts = []
-    for customer_id in inputs.customers:
-        draft = _draft_of(inputs, customer_id)
-        if isinstance(draft, str):
-            inputs.skipped[customer_id] = draft
-        elif draft is not None:
-            drafts.append(draft)
+    with no_cyclic_gc():
+        inputs = _load_inputs(ctx, line_sources)
+        drafts = []
+        for customer_id in inputs.customers:
+            draft = _draft_of(inputs, customer_id)
+            if isinstance(draft, str):
+                inputs.skipped[customer_id] = draft
+            elif draft is not None:
+                drafts.append(draft)
     return drafts, inputs.skipped
 
 

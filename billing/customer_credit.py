@@ -60,8 +60,8 @@ FROM customers c WHERE c.customer_id = ANY(%s)
 _BALANCES_MANY = """
 WITH ids AS MATERIALIZED (SELECT DISTINCT unnest(%s::text[]) AS customer_id)
 SELECT c.customer_id,
-       coalesce(i.s, 0) - coalesce(n.s, 0) - coalesce(p.s, 0) + coalesce(g.s, 0),
-       coalesce(m.s, 0)
+       (coalesce(i.s, 0) - coalesce(n.s, 0) - coalesce(p.s, 0) + coalesce(g.s, 0))::bigint,
+       coalesce(m.s, 0)::bigint
 FROM customers c JOIN ids USING (customer_id)
 LEFT JOIN (SELECT customer_id, sum(total_fen) AS s FROM invoices
            WHERE customer_id IN (SELECT customer_id FROM ids) GROUP BY 1) i USING (customer_id)
@@ -98,7 +98,7 @@ def balances(conn: psycopg.Connection, customer_ids: Iterable[str]) -> dict[str,
     if not ids:
         return {}
     query = _BALANCES_MANY if len(ids) >= _MANY else _BALANCES
-    return {c: (int(b), int(h)) for c, b, h in conn.execute(query, (ids,))}
+    return {c: (int(b), int(h)) for c, b, h in conn.execute(query, (ids,)).fetchall()}
 
 
 def open_credit_fen(conn: psycopg.Connection, customer_id: str) -> int:

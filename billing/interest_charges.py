@@ -32,7 +32,7 @@ from billing import BillingError
 from billing.aging import PAYMENT_TARGET, PAYMENT_TARGET_JOIN
 from billing.allocation import targets
 from billing.calculation import InvoiceLine
-from billing.close_hooks import CloseContext, ExtraLines, WrittenInvoice
+from billing.close_hooks import CloseContext, ExtraLines, WrittenInvoice, number_range
 from billing.collections import load_ladder
 from billing.interest import Credit, Debt, RatePeriod, check_rates, total_interest_fen
 from billing.ledger import INTEREST_SERVICE
@@ -202,13 +202,21 @@ def interest_lines(ctx: CloseContext, customer_ids: Sequence[str]) -> ExtraLines
 
 def record_interest_after_close(ctx: CloseContext, written: Sequence[WrittenInvoice]) -> None:
     """After-write step of the close: record the interest each new invoice charged."""
-    numbers = [w.invoice_number for w in written]
-    if numbers:
-        ctx.conn.execute(
-            """INSERT INTO interest_charges (invoice_number, customer_id, through_day,
-                   amount_fen)
-               SELECT i.invoice_number, i.customer_id, %s, sum(l.amount_fen)
-               FROM invoices i JOIN invoice_lines l USING (invoice_number)
-               WHERE i.invoice_number = ANY(%s) AND l.service = 'interest'
-               GROUP BY i.invoice_number, i.customer_id HAVING sum(l.amount_fen) > 0""",
-            (ctx.end - timedelta(days=1), numbers))
+    if not written:
+        return
+    through = ctx.end - timedelta(days=1)
+    numbers = number_range(written)
+    if numbers is not None:  # the close's invoices: by the primary key's range
+        ctx.conn.execute(_RECORD_CHARGED.format(which="BETWEEN %s AND %s"),
+                         (through, *numbers))
+    else:
+        ctx.conn.execute(_RECORD_CHARGED.format(which="= ANY(%s)"),
+                         (through, [w.invoice_number for w in written]))
+
+
+_RECORD_CHARGED = """
+INSERT INTO interest_charges (invoice_number, customer_id, through_day, amount_fen)
+SELECT i.invoice_number, i.customer_id, %s, sum(l.amount_fen)
+FROM invoices i JOIN invoice_lines l USING (invoice_number)
+WHERE i.invoice_number {which} AND l.service = 'interest'
+GROUP BY i.invoice_number, i.customer_id HAVING sum(l.amount_fen) > 0"""

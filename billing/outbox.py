@@ -22,7 +22,7 @@ from collections.abc import Sequence
 
 import psycopg
 
-from billing.close_hooks import CloseContext, WrittenInvoice
+from billing.close_hooks import CloseContext, WrittenInvoice, number_range
 from schemas.contracts import INVOICES, LEDGER, PAYMENTS
 
 
@@ -135,6 +135,13 @@ FROM unnest(%(keys)s::text[], %(documents)s::text[]) WITH ORDINALITY AS n(key, d
 ORDER BY n.no
 """
 
+_RANGE_CLAIMS = """
+INSERT INTO outbox_events (topic, key, document)
+SELECT %(topic)s, i.customer_id, i.invoice_number
+FROM invoices i WHERE i.invoice_number BETWEEN %(first)s AND %(last)s
+ORDER BY i.invoice_number
+"""
+
 
 def build_payloads(conn: psycopg.Connection, topic: str, documents: Sequence[str]
                    ) -> dict[str, str]:
@@ -178,7 +185,13 @@ def add_ledger_events(conn: psycopg.Connection, entry_numbers: Sequence[str]) ->
 def invoice_events_after_write(ctx: CloseContext, written: Sequence[WrittenInvoice]) -> None:
     """The close's after-write step (`billing.close_hooks`): report every new invoice (the
     close has just written them, so their keys need no look-up)."""
-    if written:
-        ctx.conn.execute(_KEYED_CLAIMS, {"topic": INVOICES,
-                                         "keys": [w.customer_id for w in written],
-                                         "documents": [w.invoice_number for w in written]})
+    if not written:
+        return
+    numbers = number_range(written)
+    if numbers is not None:  # the close's invoices: by the primary key's range
+        ctx.conn.execute(_RANGE_CLAIMS, {"topic": INVOICES, "first": numbers[0],
+                                         "last": numbers[1]})
+        return
+    ctx.conn.execute(_KEYED_CLAIMS, {"topic": INVOICES,
+                                     "keys": [w.customer_id for w in written],
+                                     "documents": [w.invoice_number for w in written]})
