@@ -29,7 +29,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,28 +106,64 @@ def cover(debts: Sequence[Debt], credits: Sequence[Credit], as_of: date | None =
     return _settle(totals, net, pool)
 
 
-def coverage_steps(debts: Sequence[Debt], credits: Sequence[Credit], as_of: date
-                   ) -> list[tuple[date, tuple[int, ...]]]:
-    """The coverage in force from each day on, as ``[(from_day, covered per debt)]``
-    ascending: a credit counts from the day after its date (the first step, from
-    `date.min`, is the coverage before any credit). Credits after `as_of` are ignored.
-    O(credits + credit days × debts)."""
+def open_by_day(debts: Sequence[Debt], credits: Sequence[Credit], as_of: date
+                ) -> list[list[tuple[int, int]]]:
+    """Per debt, the part of its total (≥ 0) left open from each day on, as
+    ``[(day ordinal, open_fen)]`` ascending, beginning with ``(1, total)`` (`date.min`, before
+    any credit), with an entry only when the amount changes: a credit counts from the day
+    after its date; credits after `as_of` are ignored. Equal on every day to
+    ``total − cover(debts, credits, day − 1).covered_fen``.
+
+    Kept incrementally instead of settling every debt on every credit day: a day's credits
+    change their named debts, the pool and so the FIFO frontier (the first debt the pool
+    does not cover in full); only those debts and the ones the frontier passes are looked
+    at. O(credits + changes + frontier moves)."""
     totals = [max(d.total_fen, 0) for d in debts]
     index = targets(debts, credits)
-    by_day: dict[date, list[Credit]] = defaultdict(list)
+    by_day: dict[int, list[tuple[int | None, int]]] = defaultdict(list)
     for c in credits:
         if c.on <= as_of:
-            by_day[c.on].append(c)
-    net: dict[int, int] = defaultdict(int)
-    pool = 0
-    steps = [(date.min, _settle(totals, net, pool).covered_fen)]
-    for day in sorted(by_day):
-        for c in by_day[day]:
             i = index.get(c.invoice) if c.invoice is not None else None
+            by_day[c.on.toordinal() + 1].append((i, c.amount_fen))
+    n = len(totals)
+    runs = [[(1, t)] for t in totals]
+    now_open = totals[:]
+    residual = totals[:]  # what the pool may still cover: total − applied targeted money
+    net = [0] * n  # net targeted sum per debt
+    pool = 0  # untargeted credits plus the targeted excess (or shortfall)
+    frontier = 0  # debts before it are covered in full by the pool …
+    before = 0  # … which their residuals use up
+    for day in sorted(by_day):
+        touched = []
+        for i, amount in by_day[day]:
             if i is None:
-                pool += c.amount_fen
+                pool += amount
+                continue
+            was = totals[i] - residual[i]
+            net[i] += amount
+            applied = min(max(net[i], 0), totals[i])
+            pool += amount - (applied - was)
+            if i < frontier:
+                before -= applied - was
+            residual[i] = totals[i] - applied
+            touched.append(i)
+        left = max(pool, 0)
+        moved_from = frontier
+        while before > left:
+            frontier -= 1
+            before -= residual[frontier]
+        while frontier < n and before + residual[frontier] <= left:
+            before += residual[frontier]
+            frontier += 1
+        low, high = min(moved_from, frontier), min(max(moved_from, frontier), n - 1)
+        for j in (*touched, *range(low, high + 1)):
+            if j < frontier:
+                amount = 0
+            elif j == frontier:
+                amount = residual[j] - (left - before)
             else:
-                net[i] += c.amount_fen
-        steps.append((day + timedelta(days=1), _settle(totals, net, pool).covered_fen))
-    return steps
-
+                amount = residual[j]
+            if amount != now_open[j]:
+                now_open[j] = amount
+                runs[j].append((day, amount))
+    return runs

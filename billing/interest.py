@@ -3,19 +3,18 @@
 Brčko District: 0.03 % per day, simple (no interest on interest), on the overdue principal
 of each invoice. The principal still open on a day follows `billing.allocation`: a payment
 whose reference names an invoice pays that invoice (its excess and all other credits are
-pooled), the pool covers the oldest open invoice first, prepayments included. Without a
-targeted credit this is the closed form of the pooled FIFO: invoice *i* is open by
-``total_i − clamp(P − C_{i−1}, 0, total_i)`` where ``P`` is the sum of credits so far and
-``C_{i−1}`` the totals of the invoices before. With one, the coverage is recomputed on each
-day a credit changes it (`allocation.coverage_steps`): O((debts + credits) × credit days)
-at worst.
+pooled), the pool covers the oldest open invoice first, prepayments included.
+`allocation.open_by_day` gives each invoice's open principal as runs of constant amount
+(kept incrementally over the credit days), and each run accrues ``open × rate × days``.
 
 Day count: day *d* accrues interest when ``due_on < d ≤ as_of`` on the principal left open
 by the credits dated before *d*; a payment on day *p* therefore still bears that day's
 interest (days = paid_on − due_on, the usual "from maturity to payment" count). The rate
 of a day is the latest `RatePeriod` valid from that day or earlier (rates are configurable
-with effective dates). Each invoice's interest is summed exactly (Decimal) and rounded
-half up to the fening once.
+with effective dates). Each invoice's interest is summed exactly and rounded half up to
+the fening once: in integers (the rates scaled to whole numbers) when the bound shows that
+no step of the Decimal sum could round in the current context, else in Decimal step by
+step as before (same result either way, also for absurd rates or amounts).
 """
 
 from __future__ import annotations
@@ -23,11 +22,12 @@ from __future__ import annotations
 from bisect import bisect_right
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date, timedelta
-from decimal import ROUND_HALF_UP, Decimal
+from datetime import date
+from decimal import ROUND_HALF_UP, Decimal, getcontext
 
 from billing import BillingError
-from billing.allocation import Credit, Debt, cover, coverage_steps, targets
+from billing.allocation import Credit, Debt, cover, open_by_day, targets
+from rating.money import round_half_up_div
 
 __all__ = ["Credit", "Debt", "InvoiceInterest", "RatePeriod", "check_rates", "interest_by_invoice",
            "overdue", "total_interest_fen"]
@@ -77,65 +77,73 @@ def interest_by_invoice(
     """Interest accrued up to and including `as_of` per invoice, in the order given (the
     FIFO order: oldest first). Credits after `as_of` are ignored."""
     check_rates(rates)
-    if targets(debts, credits):
-        return _targeted_interest(debts, credits, as_of, rates)
-    dated = sorted((c.on, c.amount_fen) for c in credits if c.on <= as_of)
-    days_of_credit = [d for d, _ in dated]
-    cumulative: list[int] = []
-    running = 0
-    for _, amount in dated:
-        running += amount
-        cumulative.append(running)
-
-    def paid_before(day: date) -> int:
-        i = bisect_right(days_of_credit, day - timedelta(days=1))
-        return cumulative[i - 1] if i else 0
-
-    out: list[InvoiceInterest] = []
-    before = 0  # totals of the invoices before this one (C_{i−1})
-    for debt in debts:
-        total = max(debt.total_fen, 0)
-        start, end = debt.due_on + timedelta(days=1), as_of + timedelta(days=1)
-        cuts = {start, end} | {d + timedelta(days=1) for d in days_of_credit}
-        cuts |= {r.valid_from for r in rates}
-        points = sorted(c for c in cuts if start <= c <= end)
-        exact, days = Decimal(0), 0
-        for a, b in zip(points, points[1:], strict=False):
-            open_fen = total - min(max(paid_before(a) - before, 0), total)
-            if open_fen > 0:
-                exact += Decimal(open_fen) * _rate_on(rates, a) / 100 * (b - a).days
-                days += (b - a).days
-        open_end = total - min(max(running - before, 0), total)
-        fen = int(exact.quantize(Decimal(1), ROUND_HALF_UP))
-        out.append(InvoiceInterest(debt.number, debt.due_on, total, open_end, days, fen))
-        before += total
-    return out
+    runs = open_by_day(debts, credits, as_of)
+    end = as_of.toordinal() + 1
+    starts = [r.valid_from.toordinal() for r in rates]
+    scale, per_day = _scaled(rates)
+    spans = [end - d.due_on.toordinal() - 1 for d in debts]
+    bound = max((max(d.total_fen, 0) for d in debts), default=0) * max(per_day) * max(
+        [0, *spans])
+    if bound < 10 ** (getcontext().prec - 1):  # every Decimal step of the sum is exact
+        return [_accrued(d, run, end, starts, per_day, scale) for d, run in zip(
+            debts, runs, strict=True)]
+    cuts = sorted({c.on.toordinal() + 1 for c in credits if c.on <= as_of} | set(starts))
+    return [_accrued_decimal(d, run, end, cuts, rates) for d, run in zip(
+        debts, runs, strict=True)]
 
 
-def _targeted_interest(
-    debts: Sequence[Debt], credits: Sequence[Credit], as_of: date, rates: Sequence[RatePeriod],
-) -> list[InvoiceInterest]:
-    """`interest_by_invoice` when a credit names an invoice: the coverage of each step."""
-    steps = coverage_steps(debts, credits, as_of)
-    step_days = [d for d, _ in steps]
-    end = as_of + timedelta(days=1)
-    out: list[InvoiceInterest] = []
-    for k, debt in enumerate(debts):
-        total = max(debt.total_fen, 0)
-        start = debt.due_on + timedelta(days=1)
-        cuts = {start, end} | {d for d in step_days if start < d < end}
-        cuts |= {r.valid_from for r in rates if start < r.valid_from < end}
-        points = sorted(c for c in cuts if start <= c <= end)
-        exact, days = Decimal(0), 0
-        for a, b in zip(points, points[1:], strict=False):
-            open_fen = total - steps[bisect_right(step_days, a) - 1][1][k]
-            if open_fen > 0:
-                exact += Decimal(open_fen) * _rate_on(rates, a) / 100 * (b - a).days
-                days += (b - a).days
-        fen = int(exact.quantize(Decimal(1), ROUND_HALF_UP))
-        out.append(InvoiceInterest(debt.number, debt.due_on, total,
-                                   total - steps[-1][1][k], days, fen))
-    return out
+def _scaled(rates: Sequence[RatePeriod]) -> tuple[int, list[int]]:
+    """(s, daily rates × 10^s as integers) for the least s that makes every rate whole."""
+    parts = [r.daily_percent.as_tuple() for r in rates]
+    scale = max(0, *(-int(p.exponent) for p in parts))
+    return scale, [int("".join(map(str, p.digits))) * 10 ** (int(p.exponent) + scale)
+                   for p in parts]
+
+
+def _no_rate(day: int) -> BillingError:
+    return BillingError(f"rates: no interest rate is valid on {date.fromordinal(day).isoformat()}")
+
+
+def _accrued(debt: Debt, run: list[tuple[int, int]], end: int, starts: list[int],
+             per_day: list[int], scale: int) -> InvoiceInterest:
+    """The invoice's interest summed in integers over the runs of constant open principal:
+    the exact Decimal sum of the day count, since no step of it rounds (see the bound)."""
+    start = debt.due_on.toordinal() + 1
+    exact = days = 0
+    for k, (since, open_fen) in enumerate(run):
+        a, b = max(since, start), min(run[k + 1][0] if k + 1 < len(run) else end, end)
+        if open_fen <= 0 or a >= b:
+            continue
+        if a < starts[0]:
+            raise _no_rate(a)
+        days += b - a
+        i = bisect_right(starts, a) - 1
+        while i + 1 < len(starts) and starts[i + 1] < b:  # a rate change within [a, b)
+            exact += open_fen * per_day[i] * (starts[i + 1] - a)
+            a, i = starts[i + 1], i + 1
+        exact += open_fen * per_day[i] * (b - a)
+    total = max(debt.total_fen, 0)
+    return InvoiceInterest(debt.number, debt.due_on, total, run[-1][1], days,
+                           round_half_up_div(exact, 100 * 10 ** scale))
+
+
+def _accrued_decimal(debt: Debt, run: list[tuple[int, int]], end: int, cuts: list[int],
+                     rates: Sequence[RatePeriod]) -> InvoiceInterest:
+    """The day count step by step in Decimal, cut on every credit day and rate change as
+    before issue #5's speed-up, for sums the context's precision may round."""
+    start = debt.due_on.toordinal() + 1
+    points = [start, *(c for c in cuts if start < c < end), end] if start < end else []
+    exact, days, k = Decimal(0), 0, 0
+    for a, b in zip(points, points[1:], strict=False):
+        while k + 1 < len(run) and run[k + 1][0] <= a:
+            k += 1
+        open_fen = run[k][1]
+        if open_fen > 0:
+            exact += Decimal(open_fen) * _rate_on(rates, date.fromordinal(a)) / 100 * (b - a)
+            days += b - a
+    fen = int(exact.quantize(Decimal(1), ROUND_HALF_UP))
+    return InvoiceInterest(debt.number, debt.due_on, max(debt.total_fen, 0), run[-1][1], days,
+                           fen)
 
 
 def total_interest_fen(

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from billing.accounts import allocate_fifo
 from billing.aging import BUCKETS, age_items, bucket_of
-from billing.allocation import Coverage, Credit, Debt, cover, coverage_steps
+from billing.allocation import Coverage, Credit, Debt, cover, open_by_day
 from billing.interest import (
     DEFAULT_RATES,
     InvoiceInterest,
@@ -75,11 +75,13 @@ def test_credits_after_the_moment_are_ignored() -> None:
     assert cover([JAN, FEB], credits, D(2026, 2, 28)) == Coverage((0, 0), 0)
 
 
-def test_coverage_steps_start_the_day_after_each_credit() -> None:
+def test_the_open_amounts_change_the_day_after_each_credit() -> None:
     credits = [Credit(D(2026, 3, 1), 3000, "FEB"), Credit(D(2026, 3, 1), 100),
                Credit(D(2026, 3, 5), 500), Credit(D(2026, 4, 1), 9)]
-    assert coverage_steps([JAN, FEB], credits, D(2026, 3, 31)) == [
-        (date.min, (0, 0)), (D(2026, 3, 2), (100, 3000)), (D(2026, 3, 6), (600, 3000))]
+    day = date.toordinal
+    assert open_by_day([JAN, FEB], credits, D(2026, 3, 31)) == [
+        [(1, 5000), (day(D(2026, 3, 2)), 4900), (day(D(2026, 3, 6)), 4400)],
+        [(1, 3000), (day(D(2026, 3, 2)), 0)]]
 
 
 def test_interest_accrues_on_the_invoice_the_targeted_payment_did_not_pay() -> None:
