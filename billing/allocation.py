@@ -30,6 +30,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
+from operator import itemgetter
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,13 +119,11 @@ def open_by_day(debts: Sequence[Debt], credits: Sequence[Credit], as_of: date
     change their named debts, the pool and so the FIFO frontier (the first debt the pool
     does not cover in full); only those debts and the ones the frontier passes are looked
     at. O(credits + changes + frontier moves)."""
-    totals = [max(d.total_fen, 0) for d in debts]
+    totals = [t if t > 0 else 0 for t in (d.total_fen for d in debts)]
     index = targets(debts, credits)
-    by_day: dict[int, list[tuple[int | None, int]]] = defaultdict(list)
-    for c in credits:
-        if c.on <= as_of:
-            i = index.get(c.invoice) if c.invoice is not None else None
-            by_day[c.on.toordinal() + 1].append((i, c.amount_fen))
+    moves = sorted(((c.on.toordinal() + 1, index.get(c.invoice) if c.invoice is not None
+                     else None, c.amount_fen) for c in credits if c.on <= as_of),
+                   key=itemgetter(0))
     n = len(totals)
     runs = [[(1, t)] for t in totals]
     now_open = totals[:]
@@ -133,21 +132,22 @@ def open_by_day(debts: Sequence[Debt], credits: Sequence[Credit], as_of: date
     pool = 0  # untargeted credits plus the targeted excess (or shortfall)
     frontier = 0  # debts before it are covered in full by the pool …
     before = 0  # … which their residuals use up
-    for day in sorted(by_day):
-        touched = []
-        for i, amount in by_day[day]:
-            if i is None:
-                pool += amount
-                continue
+    touched: list[int] = []
+    for k, (day, i, amount) in enumerate(moves):
+        if i is None:
+            pool += amount
+        else:
             was = totals[i] - residual[i]
             net[i] += amount
-            applied = min(max(net[i], 0), totals[i])
-            pool += amount - (applied - was)
+            applied = net[i] if 0 < net[i] < totals[i] else (0 if net[i] <= 0 else totals[i])
+            pool += amount - applied + was
             if i < frontier:
-                before -= applied - was
+                before += was - applied
             residual[i] = totals[i] - applied
             touched.append(i)
-        left = max(pool, 0)
+        if k + 1 < len(moves) and moves[k + 1][0] == day:
+            continue  # the day's coverage once all its credits are in
+        left = pool if pool > 0 else 0
         moved_from = frontier
         while before > left:
             frontier -= 1
@@ -155,15 +155,20 @@ def open_by_day(debts: Sequence[Debt], credits: Sequence[Credit], as_of: date
         while frontier < n and before + residual[frontier] <= left:
             before += residual[frontier]
             frontier += 1
-        low, high = min(moved_from, frontier), min(max(moved_from, frontier), n - 1)
-        for j in (*touched, *range(low, high + 1)):
+        if moved_from != frontier:  # the debts it passed, both ends included
+            low, high = (moved_from, frontier) if moved_from < frontier else (frontier, moved_from)
+            touched.extend(range(low, high + 1 if high < n else n))
+        elif frontier < n:
+            touched.append(frontier)
+        for j in touched:
             if j < frontier:
                 amount = 0
             elif j == frontier:
-                amount = residual[j] - (left - before)
+                amount = residual[j] - left + before
             else:
                 amount = residual[j]
             if amount != now_open[j]:
                 now_open[j] = amount
                 runs[j].append((day, amount))
+        touched.clear()
     return runs

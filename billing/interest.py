@@ -27,7 +27,6 @@ from decimal import ROUND_HALF_UP, Decimal, getcontext
 
 from billing import BillingError
 from billing.allocation import Credit, Debt, cover, open_by_day, targets
-from rating.money import round_half_up_div
 
 __all__ = ["Credit", "Debt", "InvoiceInterest", "RatePeriod", "check_rates", "interest_by_invoice",
            "overdue", "total_interest_fen"]
@@ -81,10 +80,10 @@ def interest_by_invoice(
     end = as_of.toordinal() + 1
     starts = [r.valid_from.toordinal() for r in rates]
     scale, per_day = _scaled(rates)
-    spans = [end - d.due_on.toordinal() - 1 for d in debts]
-    bound = max((max(d.total_fen, 0) for d in debts), default=0) * max(per_day) * max(
-        [0, *spans])
-    if bound < 10 ** (getcontext().prec - 1):  # every Decimal step of the sum is exact
+    largest = max([0, *(d.total_fen for d in debts)])
+    longest = max([0, *(end - d.due_on.toordinal() - 1 for d in debts)])  # days due, at most
+    if largest * max(per_day) * longest < 10 ** (getcontext().prec - 1):
+        # every step of the Decimal sum below would be exact: the integer sum is the same
         return [_accrued(d, run, end, starts, per_day, scale) for d, run in zip(
             debts, runs, strict=True)]
     cuts = sorted({c.on.toordinal() + 1 for c in credits if c.on <= as_of} | set(starts))
@@ -110,10 +109,15 @@ def _accrued(debt: Debt, run: list[tuple[int, int]], end: int, starts: list[int]
     the exact Decimal sum of the day count, since no step of it rounds (see the bound)."""
     start = debt.due_on.toordinal() + 1
     exact = days = 0
-    for k, (since, open_fen) in enumerate(run):
-        a, b = max(since, start), min(run[k + 1][0] if k + 1 < len(run) else end, end)
-        if open_fen <= 0 or a >= b:
+    last = len(run) - 1
+    for k, (a, open_fen) in enumerate(run):
+        b = run[k + 1][0] if k < last else end
+        if open_fen <= 0 or b <= start or a >= end:
             continue
+        if a < start:
+            a = start
+        if b > end:
+            b = end
         if a < starts[0]:
             raise _no_rate(a)
         days += b - a
@@ -122,9 +126,9 @@ def _accrued(debt: Debt, run: list[tuple[int, int]], end: int, starts: list[int]
             exact += open_fen * per_day[i] * (starts[i + 1] - a)
             a, i = starts[i + 1], i + 1
         exact += open_fen * per_day[i] * (b - a)
-    total = max(debt.total_fen, 0)
-    return InvoiceInterest(debt.number, debt.due_on, total, run[-1][1], days,
-                           round_half_up_div(exact, 100 * 10 ** scale))
+    unit = 100 * 10 ** scale  # half up, exact ≥ 0:
+    return InvoiceInterest(debt.number, debt.due_on, run[0][1], run[-1][1], days,
+                           (2 * exact + unit) // (2 * unit))
 
 
 def _accrued_decimal(debt: Debt, run: list[tuple[int, int]], end: int, cuts: list[int],
