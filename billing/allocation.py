@@ -162,13 +162,13 @@ def open_by_day(debts: Sequence[Debt], credits: Sequence[Credit], as_of: date
             touched.append(frontier)
         for j in touched:
             if j < frontier:
-                amount = 0
+                open_fen = 0
             elif j == frontier:
-                amount = residual[j] - left + before
+                open_fen = residual[j] - left + before
             else:
-                amount = residual[j]
-            if amount != now_open[j]:
-                now_open[j] = amount
-                runs[j].append((day, amount))
+                open_fen = residual[j]
+            if open_fen != now_open[j]:
+                now_open[j] = open_fen
+                runs[j].append((day, open_fen))
         touched.clear()
     return runs
