@@ -229,7 +229,7 @@ CLOSE_STEPS: Targets = [(closer, (
     "_load_contracts", "_overlapping", "_price_breaks", "_load_consumption", "_load_month",
     "_load_month_totals",
     "_load_demand",
-    "_extra_lines", "compute_invoice", "with_extra_lines", "_merge", "_write", "post_invoices",
+    "_extra_lines", "compute_invoice", "with_extra_lines", "_merge", "_send", "post_invoices",
     "post_invoice_numbers",
     "_scalar", "default_after_write"))]
 

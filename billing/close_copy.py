@@ -13,7 +13,6 @@ import psycopg
 from billing.calculation import InvoiceDraft
 from billing.close_hooks import WrittenInvoice
 from billing.copy_text import copy_field as _text
-from billing.copy_text import copy_rows
 from billing.ledger import InvoiceTotals
 from billing.reference import make_payment_reference
 
@@ -79,28 +78,55 @@ def _ledger_totals(drafts: Sequence[InvoiceDraft | Rendered], issued_on: date, l
     return out
 
 
-def _write(conn: psycopg.Connection, drafts: Sequence[InvoiceDraft | Rendered],
-           issued_on: date, payment_days: int, last_seq: int) -> None:
-    """COPY the invoices numbered from ``last_seq + 1``, their lines and VAT rows."""
+class DocumentCopy(NamedTuple):
+    """A chunk's invoices, lines and VAT rows as COPY text, ready to send."""
+
+    invoices: str
+    lines: str
+    vat: str
+
+
+_COPY_INVOICES = ("COPY invoices (invoice_number, year, seq, customer_id, period, kind,"
+                  " issued_on, due_on, net_fen, vat_fen, total_fen, payment_reference,"
+                  " status) FROM STDIN")
+_COPY_LINES = ("COPY invoice_lines (invoice_number, line_no, service, metering_point_id,"
+               " component, register, description, quantity_milli, unit, unit_price_micro,"
+               " amount_fen, vat_rate) FROM STDIN")
+_COPY_VAT = "COPY invoice_vat (invoice_number, vat_rate, base_fen, vat_fen) FROM STDIN"
+
+
+def _format(drafts: Sequence[InvoiceDraft | Rendered], issued_on: date, payment_days: int,
+            last_seq: int) -> DocumentCopy:
+    """The COPY text of the invoices numbered from ``last_seq + 1``, their lines and VAT
+    rows (pure: the closer formats the next chunk while this one is being written)."""
     year = issued_on.year
     tail = f"\t{issued_on.isoformat()}\t{(issued_on + timedelta(days=payment_days)).isoformat()}"
     numbered = [(f"{year}-{seq:06d}", seq, d if isinstance(d, Rendered) else _render(d))
                 for seq, d in enumerate(drafts, start=last_seq + 1)]
     t = _text
+    invoices = "".join(
+        f"{number}\t{year}\t{seq}\t{t(r.customer_id)}\t{t(r.period)}\tinvoice{tail}\t"
+        f"{r.net_fen}\t{r.vat_fen}\t{r.total_fen}\t{make_payment_reference(year, seq)}"
+        "\tfinalized\n"
+        for number, seq, r in numbered)
+    lines = "".join(f"{number}\t" + r.lines.replace("\n", f"\n{number}\t") + "\n"
+                    for number, _, r in numbered if r.lines)
+    vat = "".join(f"{number}\t" + r.vat.replace("\n", f"\n{number}\t") + "\n"
+                  for number, _, r in numbered if r.vat)
+    return DocumentCopy(invoices, lines, vat)
+
+
+def _send(conn: psycopg.Connection, copy: DocumentCopy) -> None:
+    """COPY a chunk formatted by `_format`."""
     with conn.cursor() as cur:
-        copy_rows(cur, "COPY invoices (invoice_number, year, seq, customer_id, period, kind,"
-                        " issued_on, due_on, net_fen, vat_fen, total_fen, payment_reference,"
-                        " status) FROM STDIN", (
-            f"{number}\t{year}\t{seq}\t{t(r.customer_id)}\t{t(r.period)}\tinvoice{tail}\t"
-            f"{r.net_fen}\t{r.vat_fen}\t{r.total_fen}\t{make_payment_reference(year, seq)}"
-            "\tfinalized"
-            for number, seq, r in numbered))
-        copy_rows(cur, "COPY invoice_lines (invoice_number, line_no, service,"
-                        " metering_point_id, component, register, description, quantity_milli,"
-                        " unit, unit_price_micro, amount_fen, vat_rate) FROM STDIN", (
-            f"{number}\t" + r.lines.replace("\n", f"\n{number}\t")
-            for number, _, r in numbered if r.lines))
-        copy_rows(cur, "COPY invoice_vat (invoice_number, vat_rate, base_fen, vat_fen)"
-                        " FROM STDIN", (
-            f"{number}\t" + r.vat.replace("\n", f"\n{number}\t")
-            for number, _, r in numbered if r.vat))
+        for statement, text in ((_COPY_INVOICES, copy.invoices), (_COPY_LINES, copy.lines),
+                                (_COPY_VAT, copy.vat)):
+            if text:
+                with cur.copy(statement) as out:
+                    out.write(text)
+
+
+def _write(conn: psycopg.Connection, drafts: Sequence[InvoiceDraft | Rendered],
+           issued_on: date, payment_days: int, last_seq: int) -> None:
+    """COPY the invoices numbered from ``last_seq + 1``, their lines and VAT rows."""
+    _send(conn, _format(drafts, issued_on, payment_days, last_seq))

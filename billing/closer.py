@@ -16,16 +16,19 @@ ledger (`billing.ledger`) in the same transaction.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import os
+import queue
 import re
 import threading
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from multiprocessing import get_all_start_methods, get_context
+from typing import Any
 
 import psycopg
 
@@ -39,13 +42,18 @@ from billing.calculation import (
     with_extra_lines,
 )
 from billing.close_copy import (
+    DocumentCopy,
+    _format,
+    _ledger_totals,
+    _render,
+    _send,
+    _written,
+)
+from billing.close_copy import (
     Rendered as Rendered,
 )
 from billing.close_copy import (
-    _ledger_totals,
-    _render,
-    _write,
-    _written,
+    _write as _write,
 )
 from billing.close_copy import (
     make_payment_reference as make_payment_reference,
@@ -161,12 +169,13 @@ def close_period(
         drafts: list[Rendered] = []
         # written and booked chunk by chunk, in order (the same invoice and entry numbers as
         # at once), while worker processes compute the next chunks
-        for chunk in _rendered_chunks(inputs):
+        for chunk, documents in _formatted_ahead(_rendered_chunks(inputs), issued_on,
+                                                 payment_days, last_seq):
             if not chunk:
                 continue
             if last_seq + len(drafts) + len(chunk) > MAX_SEQ:
                 raise BillingError(f"invoice numbers of {issued_on.year} would pass {MAX_SEQ}")
-            _write(conn, chunk, issued_on, payment_days, last_seq + len(drafts))
+            _send(conn, documents)
             chart = chart or load_chart()
             if len(chunk) >= BOOK_IN_SQL_FROM:  # set-based, from the rows just written
                 first_seq = last_seq + len(drafts) + 1
@@ -295,6 +304,60 @@ def _rendered_chunks(inputs: _Inputs) -> Iterator[list[Rendered]]:
     finally:
         _FORKED = None
         gc.unfreeze()
+
+
+def _formatted_ahead(chunks: Iterator[list[Rendered]], issued_on: date, payment_days: int,
+                     last_seq: int) -> Iterator[tuple[list[Rendered], DocumentCopy]]:
+    """The chunks with their documents' COPY text (numbered on from `last_seq`), one chunk
+    ahead: while the caller sends and books chunk k — waiting on PostgreSQL, which releases
+    the GIL — a thread collects (or computes) chunk k+1 and formats it. The first chunk is
+    taken in the calling thread, so `_rendered_chunks` forks its workers before the thread
+    exists."""
+    offset = last_seq
+
+    def prepare(chunk: list[Rendered]) -> tuple[list[Rendered], DocumentCopy]:
+        nonlocal offset
+        documents = _format(chunk, issued_on, payment_days, offset)
+        offset += len(chunk)
+        return chunk, documents
+
+    first = next(chunks, None)
+    if first is None:
+        return
+    ready = prepare(first)
+    handoff: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=1)
+    stop = threading.Event()
+
+    def run() -> None:
+        try:
+            for chunk in chunks:
+                if stop.is_set():
+                    break
+                handoff.put(("chunk", prepare(chunk)))
+        except BaseException as exc:  # handed to the caller, raised there
+            handoff.put(("error", exc))
+        finally:
+            if isinstance(chunks, Generator):
+                chunks.close()  # the worker pool shuts down in this thread
+            handoff.put(("end", None))
+
+    thread = threading.Thread(target=run, name="close-format", daemon=True)
+    thread.start()
+    try:
+        yield ready
+        while True:
+            kind, value = handoff.get()
+            if kind == "end":
+                return
+            if kind == "error":
+                raise value
+            yield value
+    finally:
+        stop.set()
+        while thread.is_alive():  # unblock its put, let it close the chunks
+            with contextlib.suppress(queue.Empty):
+                handoff.get(timeout=0.05)
+        thread.join()
 
 
 def _workers(customers: int) -> int:
