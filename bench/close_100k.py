@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import functools
 import io
 import json
 import os
@@ -199,7 +200,7 @@ class StepTimer:
             finally:
                 self.seconds[name] += time.perf_counter() - t
                 self.cpu[name] += self._cpu(backend) - c
-        return run
+        return functools.update_wrapper(run, fn)  # keeps marks such as `per_chunk`
 
     def __enter__(self) -> StepTimer:
         for module, names in self._targets:

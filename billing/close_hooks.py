@@ -1,7 +1,8 @@
 """Extension points of the monthly close, so features add to an invoice without editing
 the closer: a *line source* adds lines to the invoices being made (adjustments of earlier
 periods, estimates, late-payment interest, …); an *after-write* step runs in the same
-transaction once the invoices are written and booked (credit allocation, outbound events).
+transaction once the invoices are written and booked (credit allocation, outbound events),
+after each chunk of them if it is marked `per_chunk`.
 
 Each feature registers its functions in `default_line_sources` / `default_after_write`
 (imported lazily so this module stays import-cycle free).
@@ -77,6 +78,20 @@ def number_range(written: Sequence[WrittenInvoice]) -> tuple[str, str] | None:
 # period (e.g. an adjustment after the contract ended); they are invoiced too.
 LineSource = Callable[[CloseContext, Sequence[str]], ExtraLines]
 AfterWrite = Callable[[CloseContext, Sequence[WrittenInvoice]], None]
+
+
+def per_chunk(step: AfterWrite) -> AfterWrite:
+    """Mark an after-write step that may run after each chunk the close writes, with that
+    chunk's invoices: it looks at no invoice of another chunk and takes no lock that could
+    order it against other transactions differently (a step that locks per customer is not
+    one). The close runs such steps while the next chunk is being computed instead of all
+    at the end; unmarked steps run once, after the last chunk, with every invoice."""
+    step.per_chunk = True  # type: ignore[attr-defined]
+    return step
+
+
+def runs_per_chunk(step: AfterWrite) -> bool:
+    return bool(getattr(step, "per_chunk", False))
 
 
 def default_line_sources() -> list[LineSource]:

@@ -31,6 +31,7 @@ from multiprocessing import get_all_start_methods, get_context
 from typing import Any
 
 import psycopg
+from psycopg.pq import TransactionStatus
 
 from billing import BillingError
 from billing.calculation import (
@@ -64,6 +65,7 @@ from billing.close_hooks import (
     LineSource,
     default_after_write,
     default_line_sources,
+    runs_per_chunk,
 )
 from billing.close_inputs import (
     _CONSUMPTION as _CONSUMPTION,
@@ -104,6 +106,10 @@ INSERT INTO invoice_counters AS c (year, last_seq) VALUES (%s, 0)
 ON CONFLICT (year) DO UPDATE SET last_seq = c.last_seq
 RETURNING last_seq
 """
+
+# The deferred constraint triggers a close's writes queue (migrations 0022, 0026): fired
+# after each chunk when the close owns its transaction, so that COMMIT has little left.
+_DEFERRED_CHECKS = "journal_pending_lines_check, invoices_pending_periods_check"
 
 WHOLE_MONTH_FROM = 1_000  # customers to invoice; fewer: `_CONSUMPTION` reads less
 # invoices in a chunk from which they are booked set-based (`post_invoice_numbers`); fewer:
@@ -148,6 +154,8 @@ def close_period(
     if not 0 <= payment_days <= 365:
         raise BillingError(f"payment_days: must be 0–365, got {payment_days}")
     args = {"period": period, "first": first, "end": end}
+    # a caller's own transaction may hold deferred checks meant for its COMMIT
+    owns_transaction = conn.info.transaction_status == TransactionStatus.IDLE
     # millions of short-lived objects without cycles (`billing.gc_pause`); the forked
     # calculation workers inherit the paused collector
     with no_cyclic_gc(), conn.transaction():
@@ -167,6 +175,8 @@ def close_period(
         inputs = _load_inputs(ctx, line_sources)
         skipped = inputs.skipped
         drafts: list[Rendered] = []
+        steps = list(default_after_write() if after_write is None else after_write)
+        chunk_steps = [s for s in steps if runs_per_chunk(s)]
         # written and booked chunk by chunk, in order (the same invoice and entry numbers as
         # at once), while worker processes compute the next chunks
         for chunk, documents in _formatted_ahead(_rendered_chunks(inputs), issued_on,
@@ -185,13 +195,21 @@ def close_period(
             else:
                 post_invoices(conn, _ledger_totals(chunk, issued_on, last_seq + len(drafts)),
                               chart=chart)
+            if chunk_steps:
+                written = _written(chunk, issued_on, payment_days, last_seq + len(drafts))
+                for step in chunk_steps:
+                    step(ctx, written)
+            if owns_transaction:  # this chunk's deferred checks now, not all at COMMIT
+                conn.execute(f"SET CONSTRAINTS {_DEFERRED_CHECKS} IMMEDIATE")
+                conn.execute(f"SET CONSTRAINTS {_DEFERRED_CHECKS} DEFERRED")
             drafts.extend(chunk)
         if drafts:
             conn.execute("UPDATE invoice_counters SET last_seq = %s WHERE year = %s",
                          (last_seq + len(drafts), issued_on.year))
             written = _written(drafts, issued_on, payment_days, last_seq)
-            for step in default_after_write() if after_write is None else after_write:
-                step(ctx, written)
+            for step in steps:
+                if not runs_per_chunk(step):
+                    step(ctx, written)
         unbilled = (_scalar(conn, _UNBILLED, args) if inputs.unbilled is None
                     else inputs.unbilled)
     return CloseResult(

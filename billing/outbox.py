@@ -22,7 +22,7 @@ from collections.abc import Sequence
 
 import psycopg
 
-from billing.close_hooks import CloseContext, WrittenInvoice, number_range
+from billing.close_hooks import CloseContext, WrittenInvoice, number_range, per_chunk
 from schemas.contracts import INVOICES, LEDGER, PAYMENTS
 
 
@@ -182,6 +182,7 @@ def add_ledger_events(conn: psycopg.Connection, entry_numbers: Sequence[str]) ->
     return cur.rowcount
 
 
+@per_chunk
 def invoice_events_after_write(ctx: CloseContext, written: Sequence[WrittenInvoice]) -> None:
     """The close's after-write step (`billing.close_hooks`): report every new invoice (the
     close has just written them, so their keys need no look-up)."""
