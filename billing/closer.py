@@ -16,19 +16,11 @@ ledger (`billing.ledger`) in the same transaction.
 
 from __future__ import annotations
 
-import contextlib
-import gc
-import os
-import queue
 import re
-import threading
 from collections import defaultdict
-from collections.abc import Generator, Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
-from multiprocessing import get_all_start_methods, get_context
-from typing import Any
 
 import psycopg
 from psycopg.pq import TransactionStatus
@@ -36,22 +28,40 @@ from psycopg.pq import TransactionStatus
 from billing import BillingError
 from billing.calculation import (
     ContractInput,
-    DailyConsumption,
     InvoiceDraft,
     InvoiceLine,
-    compute_invoice,
-    with_extra_lines,
+)
+from billing.close_chunks import (
+    _CHUNK as _CHUNK,
+)
+from billing.close_chunks import (
+    PARALLEL_FROM as PARALLEL_FROM,
+)
+from billing.close_chunks import (
+    Computation,
+    _Inputs,
+    formatted_ahead,
+    start,
+)
+from billing.close_chunks import (
+    _draft_of as _draft_of,
+)
+from billing.close_chunks import (
+    _render_range as _render_range,
+)
+from billing.close_chunks import (
+    _workers as _workers,
 )
 from billing.close_copy import (
-    DocumentCopy,
-    _format,
+    Rendered as Rendered,
+)
+from billing.close_copy import (
     _ledger_totals,
-    _render,
     _send,
     _written,
 )
 from billing.close_copy import (
-    Rendered as Rendered,
+    _render as _render,
 )
 from billing.close_copy import (
     _write as _write,
@@ -95,7 +105,6 @@ from billing.ledger import Chart, load_chart
 from billing.ledger_posting import post_invoice_numbers, post_invoices
 from rating import RatingError
 from rating.calendar import month_bounds
-from rating.catalog import Catalog
 from stream.pipeline import load_catalog
 
 _PERIOD = re.compile(r"^[0-9]{4}-(0[1-9]|1[0-2])$")
@@ -172,44 +181,14 @@ def close_period(
         except RatingError as exc:
             raise BillingError(f"tariff catalog: {exc}") from exc
         ctx = CloseContext(conn, period, first, end, issued_on, catalog)
-        inputs = _load_inputs(ctx, line_sources)
-        skipped = inputs.skipped
-        drafts: list[Rendered] = []
-        steps = list(default_after_write() if after_write is None else after_write)
-        chunk_steps = [s for s in steps if runs_per_chunk(s)]
-        # written and booked chunk by chunk, in order (the same invoice and entry numbers as
-        # at once), while worker processes compute the next chunks
-        for chunk, documents in _formatted_ahead(_rendered_chunks(inputs), issued_on,
-                                                 payment_days, last_seq):
-            if not chunk:
-                continue
-            if last_seq + len(drafts) + len(chunk) > MAX_SEQ:
-                raise BillingError(f"invoice numbers of {issued_on.year} would pass {MAX_SEQ}")
-            _send(conn, documents)
-            chart = chart or load_chart()
-            if len(chunk) >= BOOK_IN_SQL_FROM:  # set-based, from the rows just written
-                first_seq = last_seq + len(drafts) + 1
-                post_invoice_numbers(conn, f"{issued_on.year}-{first_seq:06d}",
-                                     f"{issued_on.year}-{first_seq + len(chunk) - 1:06d}",
-                                     chart=chart)
-            else:
-                post_invoices(conn, _ledger_totals(chunk, issued_on, last_seq + len(drafts)),
-                              chart=chart)
-            if chunk_steps:
-                written = _written(chunk, issued_on, payment_days, last_seq + len(drafts))
-                for step in chunk_steps:
-                    step(ctx, written)
-            if owns_transaction:  # this chunk's deferred checks now, not all at COMMIT
-                conn.execute(f"SET CONSTRAINTS {_DEFERRED_CHECKS} IMMEDIATE")
-                conn.execute(f"SET CONSTRAINTS {_DEFERRED_CHECKS} DEFERRED")
-            drafts.extend(chunk)
-        if drafts:
-            conn.execute("UPDATE invoice_counters SET last_seq = %s WHERE year = %s",
-                         (last_seq + len(drafts), issued_on.year))
-            written = _written(drafts, issued_on, payment_days, last_seq)
-            for step in steps:
-                if not runs_per_chunk(step):
-                    step(ctx, written)
+        inputs = _load_base(ctx)
+        computation = start(inputs)  # workers compute while the line sources are asked
+        try:
+            _complete(ctx, inputs, line_sources)
+            drafts = _write_and_book(ctx, computation, chart, after_write, payment_days,
+                                     last_seq, owns_transaction)
+        finally:
+            computation.close()
         unbilled = (_scalar(conn, _UNBILLED, args) if inputs.unbilled is None
                     else inputs.unbilled)
     return CloseResult(
@@ -220,8 +199,52 @@ def close_period(
         vat_fen=sum(d.vat_fen for d in drafts),
         total_fen=sum(d.total_fen for d in drafts),
         unbilled_days=unbilled,
-        skipped=dict(sorted(skipped.items())),
+        skipped=dict(sorted(inputs.skipped.items())),
     )
+
+
+def _write_and_book(ctx: CloseContext, computation: Computation, chart: Chart | None,
+                    after_write: Sequence[AfterWrite] | None, payment_days: int,
+                    last_seq: int, owns_transaction: bool) -> list[Rendered]:
+    """Write and book the computed invoices chunk by chunk, in order (the same invoice and
+    entry numbers as at once), while the next chunks are computed; then the after-write
+    steps. Returns what was written."""
+    conn, issued_on = ctx.conn, ctx.issued_on
+    drafts: list[Rendered] = []
+    steps = list(default_after_write() if after_write is None else after_write)
+    chunk_steps = [s for s in steps if runs_per_chunk(s)]
+    for chunk, documents in formatted_ahead(computation.chunks(), issued_on,
+                                            payment_days, last_seq):
+        if not chunk:
+            continue
+        if last_seq + len(drafts) + len(chunk) > MAX_SEQ:
+            raise BillingError(f"invoice numbers of {issued_on.year} would pass {MAX_SEQ}")
+        _send(conn, documents)
+        chart = chart or load_chart()
+        if len(chunk) >= BOOK_IN_SQL_FROM:  # set-based, from the rows just written
+            first_seq = last_seq + len(drafts) + 1
+            post_invoice_numbers(conn, f"{issued_on.year}-{first_seq:06d}",
+                                 f"{issued_on.year}-{first_seq + len(chunk) - 1:06d}",
+                                 chart=chart)
+        else:
+            post_invoices(conn, _ledger_totals(chunk, issued_on, last_seq + len(drafts)),
+                          chart=chart)
+        if chunk_steps:
+            written = _written(chunk, issued_on, payment_days, last_seq + len(drafts))
+            for step in chunk_steps:
+                step(ctx, written)
+        if owns_transaction:  # this chunk's deferred checks now, not all at COMMIT
+            conn.execute(f"SET CONSTRAINTS {_DEFERRED_CHECKS} IMMEDIATE")
+            conn.execute(f"SET CONSTRAINTS {_DEFERRED_CHECKS} DEFERRED")
+        drafts.extend(chunk)
+    if drafts:
+        conn.execute("UPDATE invoice_counters SET last_seq = %s WHERE year = %s",
+                     (last_seq + len(drafts), issued_on.year))
+        written = _written(drafts, issued_on, payment_days, last_seq)
+        for step in steps:
+            if not runs_per_chunk(step):
+                step(ctx, written)
+    return drafts
 
 
 def draft_invoices(ctx: CloseContext, line_sources: Sequence[LineSource] | None = None
@@ -240,26 +263,19 @@ def draft_invoices(ctx: CloseContext, line_sources: Sequence[LineSource] | None 
     return drafts, inputs.skipped
 
 
-@dataclass
-class _Inputs:
-    """Everything the calculation of a close reads, loaded once."""
-
-    period: str
-    catalog: Catalog
-    contracts: dict[str, list[ContractInput]]
-    consumption: dict[str, list[DailyConsumption]]
-    demand: dict[str, list[DailyConsumption]]
-    extra: dict[str, list[InvoiceLine]]
-    skipped: dict[str, str]
-    customers: list[str]  # to invoice, in order (invoice numbers follow it)
-    unbilled: int | None  # `_UNBILLED` if it came with the consumption
-
-
 def _load_inputs(ctx: CloseContext, line_sources: Sequence[LineSource] | None) -> _Inputs:
+    """Everything a close computes from (`_load_base`, then `_complete`)."""
+    inputs = _load_base(ctx)
+    _complete(ctx, inputs, line_sources)
+    return inputs
+
+
+def _load_base(ctx: CloseContext) -> _Inputs:
+    """The contracts, consumption and maximum demand of the customers not yet invoiced:
+    what the calculation workers start from."""
     conn, catalog = ctx.conn, ctx.catalog
     args = {"period": ctx.period, "first": ctx.first, "end": ctx.end}
     contracts = _load_contracts(conn, args)
-    skipped = {k: v for k, v in _overlapping(conn, args).items() if k in contracts}
     breaks = _price_breaks(catalog, contracts, ctx.first, ctx.end)
     unbilled = None
     if len(contracts) >= WHOLE_MONTH_FROM:
@@ -267,158 +283,20 @@ def _load_inputs(ctx: CloseContext, line_sources: Sequence[LineSource] | None) -
     else:
         consumption = _load_consumption(conn, args, breaks)
     demand = _load_demand(conn, args, catalog, contracts, ctx.first, ctx.end)
-    extra = _extra_lines(ctx, contracts, skipped, line_sources)
-    customers = [c for c in sorted(set(contracts) | set(extra)) if c not in skipped]
-    return _Inputs(ctx.period, catalog, contracts, consumption, demand, extra, skipped,
-                   customers, unbilled)
+    return _Inputs(ctx.period, catalog, contracts, consumption, demand, {}, {}, [], unbilled)
 
 
-def _draft_of(inputs: _Inputs, customer_id: str) -> InvoiceDraft | str | None:
-    """The customer's draft; the reason it cannot be made; None: nothing to invoice (a
-    tariff without fees and no consumption)."""
-    try:
-        draft = compute_invoice(customer_id, inputs.period, inputs.contracts.get(customer_id, []),
-                                inputs.consumption.get(customer_id, []), inputs.catalog,
-                                inputs.demand.get(customer_id, ()))
-    except BillingError as exc:
-        return str(exc)
-    draft = with_extra_lines(draft, inputs.extra.get(customer_id, []))
-    return draft if draft.lines else None
-
-
-
-# The calculation is pure and costs ~50 µs per customer: from PARALLEL_FROM customers on,
-# chunks of customers are computed in forked worker processes (they inherit the loaded
-# inputs, nothing is pickled but the rendered text coming back) while this process writes
-# the chunks already done. Forking is safe only in a process with one thread (the CLI, the
-# bench, a worker); elsewhere (the API server) the close computes in this process.
-PARALLEL_FROM = 5_000
-_CHUNK = 2_500
-_FORKED: _Inputs | None = None  # the inputs a forked worker computes from
-
-
-def _rendered_chunks(inputs: _Inputs) -> Iterator[list[Rendered]]:
-    """The rendered drafts in customer order, a chunk at a time; customers that cannot be
-    invoiced are added to ``inputs.skipped``."""
-    global _FORKED
-    customers = inputs.customers
-    bounds = [(lo, min(lo + _CHUNK, len(customers))) for lo in range(0, len(customers), _CHUNK)]
-    workers = _workers(len(customers))
-    if workers < 1:
-        for lo, hi in bounds:
-            yield _merge(inputs, lo, _render_range(inputs, lo, hi))
-        return
-    _FORKED = inputs
-    # the objects alive now are shared with the workers page by page: kept out of the
-    # cyclic collector, its passes in a worker do not copy them all (copy on write)
-    gc.freeze()
-    try:
-        with ProcessPoolExecutor(workers, mp_context=get_context("fork")) as pool:
-            futures = [pool.submit(_render_forked, lo, hi) for lo, hi in bounds]
-            _FORKED = None
-            gc.unfreeze()
-            for (lo, _), future in zip(bounds, futures, strict=True):
-                yield _merge(inputs, lo, future.result())
-    finally:
-        _FORKED = None
-        gc.unfreeze()
-
-
-def _formatted_ahead(chunks: Iterator[list[Rendered]], issued_on: date, payment_days: int,
-                     last_seq: int) -> Iterator[tuple[list[Rendered], DocumentCopy]]:
-    """The chunks with their documents' COPY text (numbered on from `last_seq`), one chunk
-    ahead: while the caller sends and books chunk k — waiting on PostgreSQL, which releases
-    the GIL — a thread collects (or computes) chunk k+1 and formats it. The first chunk is
-    taken in the calling thread, so `_rendered_chunks` forks its workers before the thread
-    exists."""
-    offset = last_seq
-
-    def prepare(chunk: list[Rendered]) -> tuple[list[Rendered], DocumentCopy]:
-        nonlocal offset
-        documents = _format(chunk, issued_on, payment_days, offset)
-        offset += len(chunk)
-        return chunk, documents
-
-    first = next(chunks, None)
-    if first is None:
-        return
-    ready = prepare(first)
-    handoff: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=1)
-    stop = threading.Event()
-
-    def run() -> None:
-        try:
-            for chunk in chunks:
-                if stop.is_set():
-                    break
-                handoff.put(("chunk", prepare(chunk)))
-        except BaseException as exc:  # handed to the caller, raised there
-            handoff.put(("error", exc))
-        finally:
-            if isinstance(chunks, Generator):
-                chunks.close()  # the worker pool shuts down in this thread
-            handoff.put(("end", None))
-
-    thread = threading.Thread(target=run, name="close-format", daemon=True)
-    thread.start()
-    try:
-        yield ready
-        while True:
-            kind, value = handoff.get()
-            if kind == "end":
-                return
-            if kind == "error":
-                raise value
-            yield value
-    finally:
-        stop.set()
-        while thread.is_alive():  # unblock its put, let it close the chunks
-            with contextlib.suppress(queue.Empty):
-                handoff.get(timeout=0.05)
-        thread.join()
-
-
-def _workers(customers: int) -> int:
-    """Worker processes for the calculation: one core is left to this process and its
-    PostgreSQL backend, which write the chunks meanwhile; 0 = compute here."""
-    if (customers < PARALLEL_FROM or threading.active_count() > 1
-            or "fork" not in get_all_start_methods()):
-        return 0
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return min((cores or 1) - 1, 4)
-
-
-def _render_forked(lo: int, hi: int) -> list[Rendered | str | None]:
-    if _FORKED is None:  # pragma: no cover - only in a worker forked by _rendered_chunks
-        raise RuntimeError("close worker started without inputs")
-    return _render_range(_FORKED, lo, hi)
-
-
-def _render_range(inputs: _Inputs, lo: int, hi: int) -> list[Rendered | str | None]:
-    """Rendered drafts (or why not, or None) of ``customers[lo:hi]``; those with extra lines
-    are left to `_merge` (None), as are any whose line sources might differ per process."""
-    out: list[Rendered | str | None] = []
-    for customer_id in inputs.customers[lo:hi]:
-        if customer_id in inputs.extra:
-            out.append(None)
-            continue
-        draft = _draft_of(inputs, customer_id)
-        out.append(draft if draft is None or isinstance(draft, str) else _render(draft))
-    return out
-
-
-def _merge(inputs: _Inputs, lo: int, results: list[Rendered | str | None]) -> list[Rendered]:
-    chunk = []
-    for customer_id, found in zip(inputs.customers[lo:lo + len(results)], results, strict=True):
-        if found is None and customer_id in inputs.extra:
-            draft = _draft_of(inputs, customer_id)
-            found = draft if draft is None or isinstance(draft, str) else _render(draft)
-        if isinstance(found, str):
-            inputs.skipped[customer_id] = found
-        elif found is not None:
-            chunk.append(found)
-    return chunk
-
+def _complete(ctx: CloseContext, inputs: _Inputs, line_sources: Sequence[LineSource] | None
+              ) -> None:
+    """The customers held back (overlapping contracts, line sources), the extra lines and
+    the customers to invoice, in order."""
+    args = {"period": ctx.period, "first": ctx.first, "end": ctx.end}
+    contracts = inputs.contracts
+    inputs.skipped.update(
+        {k: v for k, v in _overlapping(ctx.conn, args).items() if k in contracts})
+    inputs.extra.update(_extra_lines(ctx, contracts, inputs.skipped, line_sources))
+    inputs.customers[:] = [c for c in sorted(set(contracts) | set(inputs.extra))
+                           if c not in inputs.skipped]
 
 
 def _extra_lines(ctx: CloseContext, contracts: dict[str, list[ContractInput]],

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Sequence
 from datetime import date
 from decimal import Decimal
 from typing import Any
@@ -14,9 +15,9 @@ import psycopg
 import pytest
 
 from bench.close_100k import PERIOD, seed
-from billing import close_inputs, closer, customer_credit
+from billing import close_chunks, close_inputs, closer, customer_credit
 from billing.calculation import InvoiceLine
-from billing.close_hooks import CloseContext
+from billing.close_hooks import CloseContext, ExtraLines, LineSource
 from billing.copy_text import copy_rows
 from rating.calendar import month_bounds
 from stream.pipeline import load_catalog
@@ -72,13 +73,14 @@ def written(conn: psycopg.Connection) -> dict[str, Any]:
     }
 
 
-def expected(conn: psycopg.Connection) -> tuple[dict[str, Any], dict[str, str]]:
+def expected(conn: psycopg.Connection, line_sources: Sequence[LineSource] = ()
+             ) -> tuple[dict[str, Any], dict[str, str]]:
     """What the close must write, from the serial drafts (`draft_invoices`, the preview's
     path with the plain consumption query), numbered from 1."""
     first, end = month_bounds(PERIOD)
     catalog = closer._CachedCatalog(load_catalog(conn))
     drafts, skipped = closer.draft_invoices(
-        CloseContext(conn, PERIOD, first, end, ISSUED, catalog), [])
+        CloseContext(conn, PERIOD, first, end, ISSUED, catalog), list(line_sources))
     conn.rollback()
     invoices, lines, vat = [], [], []
     for seq, d in enumerate(drafts, start=1):
@@ -115,7 +117,7 @@ def test_parallel_close_writes_what_the_serial_drafts_say(
         db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     pools = []
 
-    class CountedPool(closer.ProcessPoolExecutor):
+    class CountedPool(close_chunks.ProcessPoolExecutor):
         def __init__(self, *a: Any, **kw: Any) -> None:
             pools.append(self)
             super().__init__(*a, **kw)
@@ -124,12 +126,12 @@ def test_parallel_close_writes_what_the_serial_drafts_say(
         seed_varied(conn, 60)
         monkeypatch.setattr(closer, "WHOLE_MONTH_FROM", 10**9)
         want, want_skipped = expected(conn)  # with the plain consumption query, serially
-        monkeypatch.setattr(closer, "ProcessPoolExecutor", CountedPool)
-        monkeypatch.setattr(closer, "PARALLEL_FROM", 10)
+        monkeypatch.setattr(close_chunks, "ProcessPoolExecutor", CountedPool)
+        monkeypatch.setattr(close_chunks, "PARALLEL_FROM", 10)
         # one worker even where an earlier test left a thread running (a full test run)
-        monkeypatch.setattr(closer, "_workers", lambda customers: 1)
+        monkeypatch.setattr(close_chunks, "_workers", lambda customers: 1)
         monkeypatch.setattr(closer, "WHOLE_MONTH_FROM", 10)
-        monkeypatch.setattr(closer, "_CHUNK", 7)
+        monkeypatch.setattr(close_chunks, "_CHUNK", 7)
         res = closer.close_period(conn, PERIOD, issued_on=ISSUED, after_write=[])
         assert len(pools) == 1
         assert res.skipped == dict(sorted(want_skipped.items()))
@@ -144,6 +146,45 @@ def test_parallel_close_writes_what_the_serial_drafts_say(
         first, end = month_bounds(PERIOD)
         assert res.unbilled_days == closer._scalar(
             conn, closer._UNBILLED, {"first": first, "end": end}) > 100
+
+
+def _adjustment(amount_fen: int) -> InvoiceLine:
+    return InvoiceLine("electricity", "MM-X", "adjustment", None, "Korekcija", 1000, "month",
+                       amount_fen * 10_000, amount_fen, Decimal("17"))
+
+
+def test_workers_started_before_the_line_sources_give_the_serial_result(
+        db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The workers compute every customer with a contract before the line sources and the
+    overlap check have spoken: the close still leaves out the customers held back, adds
+    the extra lines, and numbers the customers with extra lines only in customer order
+    (before the first, between others, after the last chunk)."""
+    with psycopg.connect(db_url) as conn:
+        seed_varied(conn, 60)
+        only = ["000001", "1000105", "1000305", "1000355", "9999999"]  # no contract
+        conn.execute("INSERT INTO customers (customer_id, name, kind)"
+                     " SELECT c, 'Samo korekcija ' || c, 'household' FROM unnest(%s::text[]) c",
+                     (only,))
+        conn.commit()
+
+        def source(ctx: CloseContext, customers: Sequence[str]) -> ExtraLines:
+            lines = {c: [_adjustment(100 + i)] for i, c in enumerate(customers) if i % 4 == 1}
+            lines.update({c: [_adjustment(250 + i)] for i, c in enumerate(only)})
+            held = {c: "held by the test" for i, c in enumerate(customers) if i % 9 == 4}
+            return ExtraLines(lines=lines, skipped=held)
+
+        monkeypatch.setattr(closer, "WHOLE_MONTH_FROM", 10**9)
+        want, want_skipped = expected(conn, [source])
+        monkeypatch.setattr(close_chunks, "_workers", lambda customers: 1)
+        monkeypatch.setattr(close_chunks, "_CHUNK", 7)
+        res = closer.close_period(conn, PERIOD, issued_on=ISSUED, line_sources=[source],
+                                  after_write=[])
+        assert res.skipped == dict(sorted(want_skipped.items()))
+        assert "held by the test" in res.skipped.values()
+        got = written(conn)
+        assert got == want
+        customers = [r[2] for r in got["invoices"]]
+        assert customers == sorted(customers) and set(only) <= set(customers)
 
 
 def test_copy_text_escapes_separators(db_url: str) -> None:
