@@ -19,8 +19,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 from decimal import Decimal
+from typing import Any, NamedTuple
 
 from billing import BillingError
 from rating import RatingError
@@ -134,8 +135,13 @@ def compute_invoice(
     discounts) — for a partial quantity such as an estimate; fees, billing power, excess
     reactive energy and minimum charges belong to the month and are left out."""
     first, end = _month(period)
-    spans = _active_spans(contracts, first, end)
     rows = consumption if isinstance(consumption, list) else list(consumption)
+    spans = _spans(contracts, first, end)
+    if not metered_only:
+        draft = _simple_invoice(customer_id, period, spans, rows, catalog, first)
+        if draft is not None:
+            return draft
+    spans = _active_spans(spans)
     depth_spans: list[_Span] = []
     keyed = _energy_lines(spans, rows, catalog)
     fees = _fee_lines(spans, catalog, first, end, depth_spans)
@@ -156,6 +162,108 @@ def compute_invoice(
         keyed.sort(key=_line_order)
         lines = _with_discounts(keyed)
     return _totals(customer_id, period, lines)
+
+
+# The common customer — each contract alone on its metering point and service, one tariff
+# version over its days, no component of `DEPTH_KINDS` — takes a shorter path: the span's
+# version and fee lines come from one memo (`_span_plan`), each row finds its contract by
+# its place. Anything else (and any error, which the long path words) returns None and goes
+# the general way; both give the same draft (tests/unit/test_calculation_customers.py).
+_FeeTemplate = tuple[str, int, Decimal, str, int, str, int, date]
+
+
+class _Plan(NamedTuple):
+    version: TariffVersion  # the one in force on every day of the span
+    fees: tuple[_FeeTemplate, ...]
+
+
+_NOT_SIMPLE = None
+_PLANS: dict[tuple[object, ...], _Plan | None] = {}
+
+
+def _span_plan(span: _Span, catalog: Catalog, first: date) -> _Plan | None:
+    contract, start, stop = span
+    versions = catalog.versions_between(contract.tariff_code, start, stop)
+    if len(versions) != 1 or versions[0].valid_from > start:
+        return None
+    version = versions[0]
+    key = (id(version), start, stop, first, contract.area_m2)
+    try:
+        plan = _PLANS[key]
+    except KeyError:
+        plan = _new_plan(span, version, catalog, first)
+        if len(_PLANS) >= _MEMO_MAX:
+            _PLANS.clear()
+        _PLANS[key] = plan
+    # the version is part of the plan: the id in the key cannot be reused while it lives
+    return plan
+
+
+def _new_plan(span: _Span, version: TariffVersion, catalog: Catalog, first: date
+              ) -> _Plan | None:
+    if _fees_of(version)[1]:
+        return None
+    end = date(first.year + first.month // 12, first.month % 12 + 1, 1)
+    try:
+        fees = _grouped_fee_lines([span], catalog, first, end, [])
+    except BillingError:
+        return None
+    return _Plan(version, tuple((ln.component, ln.unit_price_micro, ln.vat_rate,
+                                 ln.description, ln.quantity_milli, ln.unit, ln.amount_fen, day)
+                                for ln, day, _, _, _ in fees))
+
+
+def _simple_invoice(customer_id: str, period: str, spans: list[_Span],
+                    rows: list[DailyConsumption], catalog: Catalog, first: date
+                    ) -> InvoiceDraft | None:
+    places: dict[tuple[str, str], tuple[date, date, TariffVersion]] = {}
+    keyed: list[_Keyed] = []
+    for span in spans:
+        contract, start, stop = span
+        service, mp = contract.service, contract.metering_point_id
+        if (mp, service) in places:
+            return None
+        plan = _span_plan(span, catalog, first)
+        if plan is None:
+            return None
+        places[mp, service] = (start, stop, plan.version)
+        for code, price, rate, description, quantity, unit, amount, day in plan.fees:
+            keyed.append((InvoiceLine(service, mp, code, None, description, quantity, unit,
+                                      price, amount, rate), day, RANK_FEE, 0, None))
+    # per (metering point, service, register): component, VAT rate, first day, quantity
+    groups: dict[tuple[str, str, str], list[Any]] = {}
+    for row in rows:
+        found = places.get((row.metering_point_id, row.service))
+        if found is None:
+            continue
+        start, stop, version = found
+        day = row.local_day
+        if day < start or day >= stop:
+            continue
+        comp, rate, _ = _energy_price(version, row.register, day)
+        if comp is None:
+            if row.quantity_milli == 0:
+                continue
+            return None
+        key = (row.metering_point_id, row.service, row.register)
+        acc = groups.get(key)
+        if acc is None:
+            groups[key] = [comp, rate, day, row.quantity_milli]
+            continue
+        other = acc[0]
+        if other is not comp and (other.code != comp.code or other.price_micro
+                                  != comp.price_micro or acc[1] != rate):
+            return None  # one line per price: the general path splits it
+        if day < acc[2]:
+            acc[2] = day
+        acc[3] += row.quantity_milli
+    for (mp, service, register), (comp, rate, day, quantity) in groups.items():
+        price = comp.price_micro
+        keyed.append((InvoiceLine(service, mp, comp.code, register, comp.description, quantity,
+                                  comp.unit, price, line_amount_fen(quantity, price), rate),
+                      day, RANK_METERED, 0, comp.discount_percent))
+    keyed.sort(key=_line_order)
+    return _totals(customer_id, period, _with_discounts(keyed))
 
 
 _MONTHS: dict[str, tuple[date, date]] = {}  # a close asks for one period 100,000 times
@@ -181,16 +289,30 @@ def with_extra_lines(draft: InvoiceDraft, extra: Sequence[InvoiceLine]) -> Invoi
     return _totals(draft.customer_id, draft.period, [*draft.lines, *extra])
 
 
-def _active_spans(contracts: Sequence[ContractInput], first: date, end: date) -> list[_Span]:
+def _spans(contracts: Sequence[ContractInput], first: date, end: date) -> list[_Span]:
+    """The contracts active in [first, end), with their first day and the day after their
+    last in it, in the order given."""
     spans: list[_Span] = []
     for c in contracts:
         if c.service not in SERVICE_ORDER:
             raise BillingError(f"contract {c.contract_id}: unknown service {c.service!r}")
-        start = max(c.valid_from, first)
-        stop = end if c.valid_to is None else min(date.fromordinal(c.valid_to.toordinal() + 1), end)
+        start = c.valid_from if c.valid_from > first else first
+        last = c.valid_to
+        stop = end if last is None or last >= end else last + _ONE_DAY
         if start < stop:
             spans.append((c, start, stop))
-    spans.sort(key=lambda s: (s[0].metering_point_id, s[0].service, s[1]))
+    return spans
+
+
+_ONE_DAY = timedelta(days=1)
+
+
+def _active_spans(spans: list[_Span]) -> list[_Span]:
+    """`spans` by metering point, service and first day; `BillingError` if two on one
+    metering point and service overlap."""
+    if len(spans) < 2:
+        return spans
+    spans = sorted(spans, key=lambda s: (s[0].metering_point_id, s[0].service, s[1]))
     for (a, _, a_stop), (b, b_start, _) in zip(spans, spans[1:], strict=False):
         same_place = (a.metering_point_id, a.service) == (b.metering_point_id, b.service)
         if same_place and b_start < a_stop:

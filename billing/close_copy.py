@@ -32,28 +32,51 @@ class Rendered(NamedTuple):
 
 
 def _render(d: InvoiceDraft) -> Rendered:
+    """`d` as the close writes it. Each line is formatted without escaping; the text is then
+    checked as a whole — as many backslashes as NULL registers, 10 tabs a line, one newline
+    between lines, no carriage return and no "None" (a NULL field would show as that) — and
+    only a draft failing the check is formatted again, each field escaped where it needs it
+    (NULL as \\N): the same text either way."""
     nets: dict[str, int] = {}
     rows = []
+    nulls = 0
     for no, ln in enumerate(d.lines, start=1):
-        service, mp, component, register = (ln.service, ln.metering_point_id, ln.component,
-                                            ln.register)
-        description, unit = ln.description, ln.unit
-        nets[service] = nets.get(service, 0) + ln.amount_fen
-        text = f"{service}{mp}{component}{register}{description}{unit}"
-        if ("\\" in text or "\t" in text or "\n" in text or "\r" in text
-                or None in (service, mp, component, description, unit)):
-            t = _text  # the general case: escapes, NULLs
-            rows.append(f"{no}\t{t(service)}\t{t(mp)}\t{t(component)}\t{t(register)}"
-                        f"\t{t(description)}\t{ln.quantity_milli}\t{t(unit)}"
-                        f"\t{ln.unit_price_micro}\t{ln.amount_fen}\t{t(ln.vat_rate)}")
-        else:  # nothing to escape: the fields as they are (`_text` would return them)
-            rows.append(f"{no}\t{service!s}\t{mp!s}\t{component!s}"
-                        f"\t{_NULL if register is None else register!s}\t{description!s}"
-                        f"\t{ln.quantity_milli}\t{unit!s}\t{ln.unit_price_micro}"
-                        f"\t{ln.amount_fen}\t{ln.vat_rate!s}")
-    vat = "\n".join(f"{v.vat_rate!s}\t{v.base_fen}\t{v.vat_fen}" for v in d.vat)
+        service, amount, register = ln.service, ln.amount_fen, ln.register
+        nets[service] = nets.get(service, 0) + amount
+        if register is None:
+            nulls += 1
+            register = _NULL
+        rows.append(f"{no}\t{service!s}\t{ln.metering_point_id!s}\t{ln.component!s}"
+                    f"\t{register!s}\t{ln.description!s}\t{ln.quantity_milli}\t{ln.unit!s}"
+                    f"\t{ln.unit_price_micro}\t{amount}\t{ln.vat_rate!s}")
+    lines = "\n".join(rows)
+    if (lines.count("\\") != nulls or lines.count("\t") != 10 * len(rows)
+            or lines.count("\n") != len(rows) - 1 or "\r" in lines or "None" in lines):
+        rows = []  # the careful way: each field escaped where it needs it
+        for no, ln in enumerate(d.lines, start=1):
+            service, mp, component, register = (ln.service, ln.metering_point_id,
+                                                ln.component, ln.register)
+            description, unit = ln.description, ln.unit
+            text = f"{service}{mp}{component}{register}{description}{unit}"
+            if ("\\" in text or "\t" in text or "\n" in text or "\r" in text
+                    or None in (service, mp, component, description, unit)):
+                t = _text  # escapes, NULLs
+                rows.append(f"{no}\t{t(service)}\t{t(mp)}\t{t(component)}\t{t(register)}"
+                            f"\t{t(description)}\t{ln.quantity_milli}\t{t(unit)}"
+                            f"\t{ln.unit_price_micro}\t{ln.amount_fen}\t{t(ln.vat_rate)}")
+            else:  # nothing to escape in this line: the fields as they are
+                rows.append(f"{no}\t{service!s}\t{mp!s}\t{component!s}"
+                            f"\t{_NULL if register is None else register!s}\t{description!s}"
+                            f"\t{ln.quantity_milli}\t{unit!s}\t{ln.unit_price_micro}"
+                            f"\t{ln.amount_fen}\t{ln.vat_rate!s}")
+        lines = "\n".join(rows)
+    if len(d.vat) == 1:
+        v = d.vat[0]
+        vat = f"{v.vat_rate!s}\t{v.base_fen}\t{v.vat_fen}"
+    else:
+        vat = "\n".join([f"{v.vat_rate!s}\t{v.base_fen}\t{v.vat_fen}" for v in d.vat])
     return Rendered(d.customer_id, d.period, d.net_fen, d.vat_fen, d.total_fen,
-                    tuple(nets.items()), "\n".join(rows), vat)
+                    tuple(nets.items()), lines, vat)
 
 
 _NULL = "\\N"

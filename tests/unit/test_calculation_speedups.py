@@ -130,3 +130,27 @@ def test_render_fast_path_equals_the_escaping_one() -> None:
 @given(st.integers(-10**22, 10**22), st.sampled_from(["17", "0", "17.00", "1E+1", "7.5", "0.01"]))
 def test_vat_in_integers_is_vat_fen(base: int, rate: str) -> None:
     assert calculation._vat_fen(base, Decimal(rate)) == vat_fen(base, Decimal(rate))
+
+
+def test_render_escapes_what_needs_it_as_field_by_field() -> None:
+    """`_render` formats a draft without escaping and checks the text as a whole: a field
+    with a backslash, tab, newline, carriage return, NULL or the text "None" sends the whole
+    draft the careful way, which gives the same text as escaping every field."""
+    base = _drafts()[0]
+    odd = ("a\\b", "a\tb", "a\nb", "a\rb", "None of it", "\\N", "")
+    for field in ("service", "metering_point_id", "component", "register", "description",
+                  "unit"):
+        for value in (*odd, None):
+            if value is None and field != "register" and field != "description":
+                continue
+            lines = [copy.copy(ln) for ln in base.lines]
+            setattr(lines[-1], field, value)
+            d = InvoiceDraft(base.customer_id, base.period, lines, base.vat, base.net_fen,
+                             base.vat_fen, base.total_fen)
+            expected = "\n".join(
+                "\t".join(_text(f) for f in (
+                    no, ln.service, ln.metering_point_id, ln.component, ln.register,
+                    ln.description, ln.quantity_milli, ln.unit, ln.unit_price_micro,
+                    ln.amount_fen, ln.vat_rate))
+                for no, ln in enumerate(lines, start=1))
+            assert _render(d).lines == expected, (field, value)
