@@ -34,6 +34,7 @@ SERVICE_ORDER = {"electricity": 0, "water": 1, "waste": 2}
 _FEE_KINDS = frozenset(("fixed_monthly", "per_m2_month"))
 DEPTH_KINDS = frozenset((*TIERED_KINDS, "billing_power", "reactive_excess", "minimum_charge"))
 _MICRO_PER_FEN = 10_000
+_NANO_PER_FEN = 10_000_000  # quantity (thousandths) × price (micro-KM) → fen
 # order of lines within a metering point: metered (energy, tiers), power, reactive, fees
 RANK_METERED, RANK_POWER, RANK_REACTIVE, RANK_FEE = 0, 1, 2, 3
 
@@ -165,19 +166,24 @@ def compute_invoice(
 
 
 # The common customer — each contract alone on its metering point and service, one tariff
-# version over its days, no component of `DEPTH_KINDS` — takes a shorter path: the span's
-# version and fee lines come from one memo (`_span_plan`), each row finds its contract by
-# its place. Anything else (and any error, which the long path words) returns None and goes
+# version over its days, no component of `DEPTH_KINDS`, no discount — takes a shorter path
+# (`_simple_invoice`): a span's version and fee lines come from one memo (`_span_plan`),
+# each row finds its contract by its place, and the lines come out in the order
+# `_line_order` gives without sorting them all: places by service and metering point, in
+# each its energy lines by register (one per register here), then its fees (sorted in the
+# plan). Anything else, and any error (which the general path words), returns None and goes
 # the general way; both give the same draft (tests/unit/test_calculation_customers.py).
 _FeeTemplate = tuple[str, int, Decimal, str, int, str, int, date]
 
 
 class _Plan(NamedTuple):
     version: TariffVersion  # the one in force on every day of the span
-    fees: tuple[_FeeTemplate, ...]
+    fees: tuple[_FeeTemplate, ...]  # in the order of `_line_order`
+    # register → energy component and VAT rate, filled as registers come: the same
+    # components apply on every day of the span (a season changes on a month's first day)
+    energy: dict[str, tuple[Component | None, Decimal]]
 
 
-_NOT_SIMPLE = None
 _PLANS: dict[tuple[object, ...], _Plan | None] = {}
 
 
@@ -195,7 +201,8 @@ def _span_plan(span: _Span, catalog: Catalog, first: date) -> _Plan | None:
         if len(_PLANS) >= _MEMO_MAX:
             _PLANS.clear()
         _PLANS[key] = plan
-    # the version is part of the plan: the id in the key cannot be reused while it lives
+    # a plan holds its version: the id in the key cannot be reused while the plan lives; a
+    # None (not simple) only sends the span the general way, right for any version
     return plan
 
 
@@ -208,16 +215,24 @@ def _new_plan(span: _Span, version: TariffVersion, catalog: Catalog, first: date
         fees = _grouped_fee_lines([span], catalog, first, end, [])
     except BillingError:
         return None
+    _, start, stop = span
+    applying = {tuple(c.applies_on(date.fromordinal(day)) for c in version.components)
+                for day in range(start.toordinal(), stop.toordinal())}
+    if len(applying) != 1:
+        return None
+    fees.sort(key=_line_order)
     return _Plan(version, tuple((ln.component, ln.unit_price_micro, ln.vat_rate,
                                  ln.description, ln.quantity_milli, ln.unit, ln.amount_fen, day)
-                                for ln, day, _, _, _ in fees))
+                                for ln, day, _, _, _ in fees), {})
 
 
 def _simple_invoice(customer_id: str, period: str, spans: list[_Span],
                     rows: list[DailyConsumption], catalog: Catalog, first: date
                     ) -> InvoiceDraft | None:
-    places: dict[tuple[str, str], tuple[date, date, TariffVersion]] = {}
-    keyed: list[_Keyed] = []
+    # (mp, service) → first day, day after the last, plan, register → [component, VAT rate,
+    # first day, quantity]
+    places: dict[tuple[str, str], tuple[date, date, _Plan, dict[str, list[Any]]]] = {}
+    order = []
     for span in spans:
         contract, start, stop = span
         service, mp = contract.service, contract.metering_point_id
@@ -226,44 +241,59 @@ def _simple_invoice(customer_id: str, period: str, spans: list[_Span],
         plan = _span_plan(span, catalog, first)
         if plan is None:
             return None
-        places[mp, service] = (start, stop, plan.version)
-        for code, price, rate, description, quantity, unit, amount, day in plan.fees:
-            keyed.append((InvoiceLine(service, mp, code, None, description, quantity, unit,
-                                      price, amount, rate), day, RANK_FEE, 0, None))
-    # per (metering point, service, register): component, VAT rate, first day, quantity
-    groups: dict[tuple[str, str, str], list[Any]] = {}
+        registers: dict[str, list[Any]] = {}
+        places[mp, service] = (start, stop, plan, registers)
+        order.append((SERVICE_ORDER[service], mp, service, registers, plan.fees))
     for row in rows:
         found = places.get((row.metering_point_id, row.service))
         if found is None:
             continue
-        start, stop, version = found
+        start, stop, plan, registers = found
         day = row.local_day
         if day < start or day >= stop:
             continue
-        comp, rate, _ = _energy_price(version, row.register, day)
+        register = row.register
+        price_of = plan.energy.get(register)
+        if price_of is None:
+            price_of = plan.energy[register] = _energy_price(plan.version, register, start)[:2]
+        comp, rate = price_of
         if comp is None:
             if row.quantity_milli == 0:
                 continue
             return None
-        key = (row.metering_point_id, row.service, row.register)
-        acc = groups.get(key)
+        acc = registers.get(register)
         if acc is None:
-            groups[key] = [comp, rate, day, row.quantity_milli]
+            if comp.discount_percent or not isinstance(register, str):
+                return None
+            registers[register] = [comp, rate, day, row.quantity_milli]
             continue
         other = acc[0]
         if other is not comp and (other.code != comp.code or other.price_micro
                                   != comp.price_micro or acc[1] != rate):
-            return None  # one line per price: the general path splits it
+            return None  # a line per price: the general path splits the register's
         if day < acc[2]:
             acc[2] = day
         acc[3] += row.quantity_milli
-    for (mp, service, register), (comp, rate, day, quantity) in groups.items():
-        price = comp.price_micro
-        keyed.append((InvoiceLine(service, mp, comp.code, register, comp.description, quantity,
-                                  comp.unit, price, line_amount_fen(quantity, price), rate),
-                      day, RANK_METERED, 0, comp.discount_percent))
-    keyed.sort(key=_line_order)
-    return _totals(customer_id, period, _with_discounts(keyed))
+    order.sort()  # no two alike: one contract per (service, metering point)
+    lines = []
+    bases: dict[Decimal, int] = {}  # net per VAT rate
+    for _, mp, service, registers, fees in order:
+        for register in sorted(registers) if len(registers) > 1 else registers:
+            comp, rate, _, quantity = registers[register]
+            price = comp.price_micro
+            amount = quantity * price
+            if amount >= 0:  # `line_amount_fen`: half up, to the fening
+                amount = (amount + _NANO_PER_FEN // 2) // _NANO_PER_FEN
+            else:
+                amount = line_amount_fen(quantity, price)
+            lines.append(InvoiceLine(service, mp, comp.code, register, comp.description,
+                                     quantity, comp.unit, price, amount, rate))
+            bases[rate] = bases.get(rate, 0) + amount
+        for code, price, rate, description, quantity, unit, amount, _ in fees:
+            lines.append(InvoiceLine(service, mp, code, None, description, quantity, unit,
+                                     price, amount, rate))
+            bases[rate] = bases.get(rate, 0) + amount
+    return _draft(customer_id, period, lines, bases)
 
 
 _MONTHS: dict[str, tuple[date, date]] = {}  # a close asks for one period 100,000 times
@@ -611,9 +641,23 @@ def _totals(customer_id: str, period: str, lines: list[InvoiceLine]) -> InvoiceD
     bases: dict[Decimal, int] = {}
     for line in lines:
         bases[line.vat_rate] = bases.get(line.vat_rate, 0) + line.amount_fen
+    return _draft(customer_id, period, lines, bases)
+
+
+def _draft(customer_id: str, period: str, lines: list[InvoiceLine], bases: dict[Decimal, int]
+           ) -> InvoiceDraft:
+    """The draft of `lines` with VAT per rate over `bases` (the net of the lines per rate,
+    each rate as it first appears in `lines`)."""
+    if len(bases) == 1:
+        for rate, net in bases.items():
+            tax = _vat_fen(net, rate)
+            return InvoiceDraft(customer_id, period, lines, [VatRow(rate, net, tax)], net, tax,
+                                net + tax)
     vat = [VatRow(rate, base, _vat_fen(base, rate)) for rate, base in sorted(bases.items())]
-    net = sum(row.base_fen for row in vat)
-    tax = sum(row.vat_fen for row in vat)
+    net = tax = 0
+    for row in vat:
+        net += row.base_fen
+        tax += row.vat_fen
     return InvoiceDraft(customer_id, period, lines, vat, net, tax, net + tax)
 
 

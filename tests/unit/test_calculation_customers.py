@@ -17,9 +17,12 @@ import hashlib
 import random
 from datetime import date, timedelta
 from decimal import Decimal
+from typing import Any
+
+import pytest
 
 from billing import BillingError, calculation
-from billing.calculation import ContractInput, DailyConsumption, compute_invoice
+from billing.calculation import ContractInput, DailyConsumption, InvoiceDraft, compute_invoice
 from billing.close_copy import _render
 from billing.close_inputs import _CachedCatalog
 from rating.catalog import Catalog, parse_tariff
@@ -67,7 +70,9 @@ _WASTE = ("WA-HH", "WA-HH", "WA-BU")
 Case = tuple[str, str, list[ContractInput], list[DailyConsumption], list[DailyConsumption]]
 
 
-def cases(n: int = 240, seed: int = 5) -> list[Case]:
+def cases(n: int = 240, seed: int = 5, *, common: bool = False) -> list[Case]:
+    """`common`: the shape of most customers (one contract per service for the whole month,
+    no depth tariff, month totals), as a close sees them."""
     rnd = random.Random(seed)
     out: list[Case] = []
     for i in range(n):
@@ -84,7 +89,7 @@ def cases(n: int = 240, seed: int = 5) -> list[Case]:
                 continue
             mp = f"MM-{cid}" if shared_mp else f"MM-{cid}-{service[:2]}"
             pieces: list[tuple[date, date | None]] = [(date(2025, 1, 1), None)]
-            shape = rnd.random()
+            shape = 1.0 if common else rnd.random()
             if shape < 0.08:  # two contracts following each other on the point
                 cut = first + timedelta(days=rnd.randrange(1, days))
                 pieces = [(date(2025, 1, 1), cut - timedelta(days=1)), (cut, None)]
@@ -96,7 +101,7 @@ def cases(n: int = 240, seed: int = 5) -> list[Case]:
                 pieces = [(date(2025, 1, 1), first + timedelta(days=20)),
                           (first + timedelta(days=10), None)]
             for k, (start, end) in enumerate(pieces):
-                tariff = rnd.choice(tariffs)
+                tariff = rnd.choice(tariffs[:4] if common else tariffs)
                 area = (None if rnd.random() < 0.05 else
                         Decimal(rnd.choice(("123.45", "80", "0", "1000.5"))))
                 contracts.append(ContractInput(f"{cid}-{service[:3]}-{k}", mp, service, tariff,
@@ -112,9 +117,9 @@ def cases(n: int = 240, seed: int = 5) -> list[Case]:
             registers = sorted({r for regs in tariff_regs for r in regs})
             if service == "waste":
                 registers = []
-            elif rnd.random() < 0.03:
+            elif rnd.random() < 0.03 and not common:
                 registers.append("1.8.0" if service == "electricity" else "9.9")  # no price
-            totals = rnd.random() < 0.6
+            totals = common or rnd.random() < 0.6
             for reg in registers:
                 if totals:  # the month's total, on the first day with a row
                     day = first + timedelta(days=rnd.choice((0, 0, 0, 3)))
@@ -171,3 +176,24 @@ def test_the_fixture_reaches_the_paths_it_names() -> None:
                    "no version in force", "_discount", "Obračunska snaga", "dana)",
                    "(10.03.–", "Minimalni", "vat_rate=Decimal('0')"):
         assert needle in joined, needle
+
+
+def test_the_short_path_gives_what_the_general_path_gives(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every customer of the fixture and of the close-like shape, with the short path for
+    the common customer (`_simple_invoice`) and with the general path only."""
+    cat = catalog()
+    taken = 0
+    short = calculation._simple_invoice
+
+    def counted(*args: Any) -> InvoiceDraft | None:
+        nonlocal taken
+        draft = short(*args)
+        taken += draft is not None
+        return draft
+
+    monkeypatch.setattr(calculation, "_simple_invoice", counted)
+    everyone = [*cases(), *cases(200, seed=11, common=True)]
+    with_short = [outcome(cat, case, False) for case in everyone]
+    assert taken > 200
+    monkeypatch.setattr(calculation, "_simple_invoice", lambda *args: None)
+    assert [outcome(cat, case, False) for case in everyone] == with_short
