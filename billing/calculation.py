@@ -137,12 +137,11 @@ def compute_invoice(
     reactive energy and minimum charges belong to the month and are left out."""
     first, end = _month(period)
     rows = consumption if isinstance(consumption, list) else list(consumption)
-    spans = _spans(contracts, first, end)
     if not metered_only:
-        draft = _simple_invoice(customer_id, period, spans, rows, catalog, first)
+        draft = _simple_invoice(customer_id, period, contracts, rows, catalog, first, end)
         if draft is not None:
             return draft
-    spans = _active_spans(spans)
+    spans = _active_spans(_spans(contracts, first, end))
     depth_spans: list[_Span] = []
     keyed = _energy_lines(spans, rows, catalog)
     fees = _fee_lines(spans, catalog, first, end, depth_spans)
@@ -167,7 +166,7 @@ def compute_invoice(
 
 # The common customer — each contract alone on its metering point and service, one tariff
 # version over its days, no component of `DEPTH_KINDS`, no discount — takes a shorter path
-# (`_simple_invoice`): a span's version and fee lines come from one memo (`_span_plan`),
+# (`_simple_invoice`): a span's version and fee lines come from one memo (`_PLANS`),
 # each row finds its contract by its place, and the lines come out in the order
 # `_line_order` gives without sorting them all: places by service and metering point, in
 # each its energy lines by register (one per register here), then its fees (sorted in the
@@ -184,26 +183,10 @@ class _Plan(NamedTuple):
     energy: dict[str, tuple[Component | None, Decimal]]
 
 
+# (id of the version in force, first day, day after the last, month, area) → the plan; None:
+# not simple. A plan holds its version, so the id cannot be reused while the plan lives; a
+# None only sends the span the general way, right for any version.
 _PLANS: dict[tuple[object, ...], _Plan | None] = {}
-
-
-def _span_plan(span: _Span, catalog: Catalog, first: date) -> _Plan | None:
-    contract, start, stop = span
-    versions = catalog.versions_between(contract.tariff_code, start, stop)
-    if len(versions) != 1 or versions[0].valid_from > start:
-        return None
-    version = versions[0]
-    key = (id(version), start, stop, first, contract.area_m2)
-    try:
-        plan = _PLANS[key]
-    except KeyError:
-        plan = _new_plan(span, version, catalog, first)
-        if len(_PLANS) >= _MEMO_MAX:
-            _PLANS.clear()
-        _PLANS[key] = plan
-    # a plan holds its version: the id in the key cannot be reused while the plan lives; a
-    # None (not simple) only sends the span the general way, right for any version
-    return plan
 
 
 def _new_plan(span: _Span, version: TariffVersion, catalog: Catalog, first: date
@@ -226,24 +209,41 @@ def _new_plan(span: _Span, version: TariffVersion, catalog: Catalog, first: date
                                 for ln, day, _, _, _ in fees), {})
 
 
-def _simple_invoice(customer_id: str, period: str, spans: list[_Span],
-                    rows: list[DailyConsumption], catalog: Catalog, first: date
+def _simple_invoice(customer_id: str, period: str, contracts: Sequence[ContractInput],
+                    rows: list[DailyConsumption], catalog: Catalog, first: date, end: date
                     ) -> InvoiceDraft | None:
     # (mp, service) → first day, day after the last, plan, register → [component, VAT rate,
     # first day, quantity]
     places: dict[tuple[str, str], tuple[date, date, _Plan, dict[str, list[Any]]]] = {}
     order = []
-    for span in spans:
-        contract, start, stop = span
+    for contract in contracts:  # their spans as `_spans` makes them
         service, mp = contract.service, contract.metering_point_id
+        rank = SERVICE_ORDER.get(service)
+        if rank is None:
+            return None
+        start = contract.valid_from if contract.valid_from > first else first
+        last = contract.valid_to
+        stop = end if last is None or last >= end else last + _ONE_DAY
+        if start >= stop:
+            continue
         if (mp, service) in places:
             return None
-        plan = _span_plan(span, catalog, first)
+        versions = catalog.versions_between(contract.tariff_code, start, stop)
+        if len(versions) != 1 or versions[0].valid_from > start:
+            return None
+        key = (id(versions[0]), start, stop, first, contract.area_m2)
+        try:
+            plan = _PLANS[key]
+        except KeyError:
+            plan = _new_plan((contract, start, stop), versions[0], catalog, first)
+            if len(_PLANS) >= _MEMO_MAX:
+                _PLANS.clear()
+            _PLANS[key] = plan
         if plan is None:
             return None
         registers: dict[str, list[Any]] = {}
         places[mp, service] = (start, stop, plan, registers)
-        order.append((SERVICE_ORDER[service], mp, service, registers, plan.fees))
+        order.append((rank, mp, service, registers, plan.fees))
     for row in rows:
         found = places.get((row.metering_point_id, row.service))
         if found is None:
