@@ -165,7 +165,7 @@ def compute_invoice(
 
 
 # The common customer — each contract alone on its metering point and service, one tariff
-# version over its days, no component of `DEPTH_KINDS`, no discount — takes a shorter path
+# version over its days, no component of `DEPTH_KINDS` — takes a shorter path
 # (`_simple_invoice`): a span's version and fee lines come from one memo (`_PLANS`),
 # each row finds its contract by its place, and the lines come out in the order
 # `_line_order` gives without sorting them all: places by service and metering point, in
@@ -263,7 +263,7 @@ def _simple_invoice(customer_id: str, period: str, contracts: Sequence[ContractI
             return None
         acc = registers.get(register)
         if acc is None:
-            if comp.discount_percent or not isinstance(register, str):
+            if not isinstance(register, str):
                 return None
             registers[register] = [comp, rate, day, row.quantity_milli]
             continue
@@ -286,9 +286,17 @@ def _simple_invoice(customer_id: str, period: str, contracts: Sequence[ContractI
                 amount = (amount + _NANO_PER_FEN // 2) // _NANO_PER_FEN
             else:
                 amount = line_amount_fen(quantity, price)
-            lines.append(InvoiceLine(service, mp, comp.code, register, comp.description,
-                                     quantity, comp.unit, price, amount, rate))
+            line = InvoiceLine(service, mp, comp.code, register, comp.description, quantity,
+                               comp.unit, price, amount, rate)
+            lines.append(line)
             bases[rate] = bases.get(rate, 0) + amount
+            if comp.discount_percent:  # its line right under the one line it discounts
+                try:
+                    for discount in _discount_line(line, comp.discount_percent, amount):
+                        lines.append(discount)
+                        bases[rate] += discount.amount_fen
+                except RatingError:
+                    return None  # a bad percent: the general path raises
         for code, price, rate, description, quantity, unit, amount, _ in fees:
             lines.append(InvoiceLine(service, mp, code, None, description, quantity, unit,
                                      price, amount, rate))
