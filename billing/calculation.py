@@ -11,6 +11,8 @@ in `billing.calculation_depth`; a component's ``discount_percent`` becomes a neg
 "Popust (socijalna kategorija) x %" right under the line(s) it discounts (quantity: the
 percent, unit ``%``, unit price: the discounted amount).
 
+Most customers take a shorter path to the same draft (`_simple_invoice`, see there).
+
 The records are plain (not frozen) slotted dataclasses: a close builds hundreds of
 thousands of them and frozen ones cost several times more to create. Treat them as values.
 """
@@ -213,7 +215,7 @@ def _simple_invoice(customer_id: str, period: str, contracts: Sequence[ContractI
                     rows: list[DailyConsumption], catalog: Catalog, first: date, end: date
                     ) -> InvoiceDraft | None:
     # (mp, service) → first day, day after the last, plan, register → [component, VAT rate,
-    # first day, quantity]
+    # quantity] (one line per register: its first day orders nothing here)
     places: dict[tuple[str, str], tuple[date, date, _Plan, dict[str, list[Any]]]] = {}
     order = []
     for contract in contracts:  # their spans as `_spans` makes them
@@ -265,21 +267,15 @@ def _simple_invoice(customer_id: str, period: str, contracts: Sequence[ContractI
         if acc is None:
             if not isinstance(register, str):
                 return None
-            registers[register] = [comp, rate, day, row.quantity_milli]
-            continue
-        other = acc[0]
-        if other is not comp and (other.code != comp.code or other.price_micro
-                                  != comp.price_micro or acc[1] != rate):
-            return None  # a line per price: the general path splits the register's
-        if day < acc[2]:
-            acc[2] = day
-        acc[3] += row.quantity_milli
+            registers[register] = [comp, rate, row.quantity_milli]
+        else:  # the same component: one per register and plan
+            acc[2] += row.quantity_milli
     order.sort()  # no two alike: one contract per (service, metering point)
     lines = []
     bases: dict[Decimal, int] = {}  # net per VAT rate
     for _, mp, service, registers, fees in order:
         for register in sorted(registers) if len(registers) > 1 else registers:
-            comp, rate, _, quantity = registers[register]
+            comp, rate, quantity = registers[register]
             price = comp.price_micro
             amount = quantity * price
             if amount >= 0:  # `line_amount_fen`: half up, to the fening
