@@ -678,4 +678,5 @@ def _vat_fen(base_fen: int, rate: Decimal) -> int:
             _WHOLE_RATES[rate] = whole
     if whole is None or abs(base_fen) >= 10**20:
         return vat_fen(base_fen, rate)
-    return round_half_up_div(base_fen * whole, 100)
+    scaled = base_fen * whole  # VAT in hundredths of a fening
+    return (scaled + 50) // 100 if scaled >= 0 else round_half_up_div(scaled, 100)
