@@ -15,6 +15,8 @@ worker.
 
 The SHA-256 of the rendered results is printed too: a change to the calculation that is
 meant to be a speed-up only must print the same digest before and after.
+`--general` times the general path too (`calculation._simple_invoice` off: every customer
+priced as before the short path existed, `_render` as now), alternately with the short one.
 `--save FILE` pickles the loaded inputs (no database needed afterwards: `--load FILE`),
 to iterate quickly; a pickle is only valid while the input records keep their fields.
 """
@@ -34,7 +36,7 @@ import psycopg
 
 from bench.close_100k import PERIOD, seed
 from bench.common import fresh_database
-from billing import closer
+from billing import calculation, closer
 from billing.close_hooks import CloseContext
 from billing.close_inputs import _CachedCatalog
 from rating.calendar import month_bounds
@@ -86,6 +88,10 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--save", help="pickle the loaded inputs to this file")
     ap.add_argument("--load", help="the inputs from a file written by --save (no seeding)")
+    ap.add_argument("--general", action="store_true",
+                    help="also time the general path only (the short path for the common"
+                         " customer off), alternately; both must print the same digest")
+    ap.add_argument("--rounds", type=int, default=1, help="repeat the timings (alternately)")
     args = ap.parse_args()
     if args.load:
         inputs = pickle.loads(Path(args.load).read_bytes())
@@ -94,10 +100,23 @@ def main() -> None:
         if args.save:
             Path(args.save).write_bytes(pickle.dumps(inputs, protocol=pickle.HIGHEST_PROTOCOL))
     n = len(inputs.base)
-    median, seconds, sha = time_render(inputs, args.runs)
-    print(f"_render_range over {n:,} customers: median CPU {median:.3f} s"
-          f" = {median / n * 1e6:.1f} µs per customer"
-          f" (runs: {', '.join(f'{s:.3f}' for s in seconds)}); results sha256 {sha}")
+    for _ in range(args.rounds):
+        for path in ("general", "short") if args.general else ("short",):
+            if path == "general":
+                calculation._simple_invoice = _general_only  # type: ignore[assignment]
+            median, seconds, sha = time_render(inputs, args.runs)
+            calculation._simple_invoice = _SHORT
+            print(f"_render_range over {n:,} customers{' (general path)' * (path == 'general')}"
+                  f": median CPU {median:.3f} s = {median / n * 1e6:.1f} µs per customer"
+                  f" (runs: {', '.join(f'{s:.3f}' for s in seconds)}); results sha256 {sha}",
+                  flush=True)
+
+
+_SHORT = calculation._simple_invoice
+
+
+def _general_only(*_args: object) -> None:
+    """`calculation._simple_invoice` declining every customer: the general path only."""
 
 
 if __name__ == "__main__":
