@@ -3,7 +3,7 @@ draft of each customer, `compute_invoice`, and its COPY text, `close_copy._rende
 inputs of a close, loaded once, timed in this process.
 
     .venv/bin/python -m bench.calculation_speed [--customers 20000] [--runs 5]
-        [--save FILE | --load FILE]
+        [--save FILE | --load FILE] [--general] [--rounds N]
 
 The database is seeded as `bench.close_100k` seeds it (electricity VT/MT, water and waste
 per account, 12 % businesses); the inputs are read with `closer._load_inputs` inside a
