@@ -110,6 +110,7 @@ class Computation:
             for k, (lo, hi) in enumerate(self._bounds):
                 yield self._merge(lo, _render_range(inputs, lo, hi),
                                   last=k == len(self._bounds) - 1)
+            self._release()
             return
         try:
             for k, ((lo, _), future) in enumerate(zip(self._bounds, self._futures,
@@ -117,6 +118,14 @@ class Computation:
                 yield self._merge(lo, future.result(), last=k == len(self._bounds) - 1)
         finally:
             self.close()
+        self._release()
+
+    def _release(self) -> None:
+        """Every chunk is computed: the calculation's inputs (hundreds of thousands of
+        objects) are freed now, by the thread that formats the chunks, while the writer is
+        still busy, rather than when the close returns."""
+        for table in (self.inputs.contracts, self.inputs.consumption, self.inputs.demand):
+            table.clear()
 
     def close(self) -> None:
         """Stop the workers (those computing finish their chunk); safe to call twice."""

@@ -73,6 +73,7 @@ from billing.close_hooks import (
     AfterWrite,
     CloseContext,
     LineSource,
+    WrittenInvoice,
     default_after_write,
     default_line_sources,
     runs_per_chunk,
@@ -213,6 +214,7 @@ def _write_and_book(ctx: CloseContext, computation: Computation, chart: Chart | 
     drafts: list[Rendered] = []
     steps = list(default_after_write() if after_write is None else after_write)
     chunk_steps = [s for s in steps if runs_per_chunk(s)]
+    written_all: list[WrittenInvoice] = []
     for chunk, documents in formatted_ahead(computation.chunks(), issued_on,
                                             payment_days, last_seq):
         if not chunk:
@@ -229,8 +231,9 @@ def _write_and_book(ctx: CloseContext, computation: Computation, chart: Chart | 
         else:
             post_invoices(conn, _ledger_totals(chunk, issued_on, last_seq + len(drafts)),
                           chart=chart)
+        written = _written(chunk, issued_on, payment_days, last_seq + len(drafts))
+        written_all.extend(written)
         if chunk_steps:
-            written = _written(chunk, issued_on, payment_days, last_seq + len(drafts))
             for step in chunk_steps:
                 step(ctx, written)
         if owns_transaction:  # this chunk's deferred checks now, not all at COMMIT
@@ -240,7 +243,7 @@ def _write_and_book(ctx: CloseContext, computation: Computation, chart: Chart | 
     if drafts:
         conn.execute("UPDATE invoice_counters SET last_seq = %s WHERE year = %s",
                      (last_seq + len(drafts), issued_on.year))
-        written = _written(drafts, issued_on, payment_days, last_seq)
+        written = written_all
         for step in steps:
             if not runs_per_chunk(step):
                 step(ctx, written)
