@@ -27,7 +27,7 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date
 from multiprocessing import get_all_start_methods, get_context
-from typing import Any
+from typing import Any, NamedTuple
 
 from billing import BillingError
 from billing.calculation import (
@@ -38,7 +38,8 @@ from billing.calculation import (
     compute_invoice,
     with_extra_lines,
 )
-from billing.close_copy import DocumentCopy, Rendered, _format, _render
+from billing.close_copy import DocumentCopy, Rendered, _format, _render, _written
+from billing.close_hooks import WrittenInvoice
 from rating.catalog import Catalog
 
 PARALLEL_FROM = 5_000
@@ -215,18 +216,27 @@ def _render_range(inputs: _Inputs, lo: int, hi: int) -> list[Rendered | str | No
     return out
 
 
+class Prepared(NamedTuple):
+    """A chunk ready to send: its drafts, their COPY text, the hooks' view of them."""
+
+    chunk: list[Rendered]
+    documents: DocumentCopy
+    written: list[WrittenInvoice]
+
+
 def formatted_ahead(chunks: Iterator[list[Rendered]], issued_on: date, payment_days: int,
-                    last_seq: int) -> Iterator[tuple[list[Rendered], DocumentCopy]]:
+                    last_seq: int) -> Iterator[Prepared]:
     """The chunks with their documents' COPY text (numbered on from `last_seq`), one chunk
     ahead: while the caller sends and books chunk k — waiting on PostgreSQL, which releases
     the GIL — a thread collects (or computes) chunk k+1 and formats it."""
     offset = last_seq
 
-    def prepare(chunk: list[Rendered]) -> tuple[list[Rendered], DocumentCopy]:
+    def prepare(chunk: list[Rendered]) -> Prepared:
         nonlocal offset
         documents = _format(chunk, issued_on, payment_days, offset)
+        written = _written(chunk, issued_on, payment_days, offset)
         offset += len(chunk)
-        return chunk, documents
+        return Prepared(chunk, documents, written)
 
     first = next(chunks, None)
     if first is None:

@@ -58,7 +58,6 @@ from billing.close_copy import (
 from billing.close_copy import (
     _ledger_totals,
     _send,
-    _written,
 )
 from billing.close_copy import (
     _render as _render,
@@ -215,8 +214,8 @@ def _write_and_book(ctx: CloseContext, computation: Computation, chart: Chart | 
     steps = list(default_after_write() if after_write is None else after_write)
     chunk_steps = [s for s in steps if runs_per_chunk(s)]
     written_all: list[WrittenInvoice] = []
-    for chunk, documents in formatted_ahead(computation.chunks(), issued_on,
-                                            payment_days, last_seq):
+    for chunk, documents, written in formatted_ahead(computation.chunks(), issued_on,
+                                                     payment_days, last_seq):
         if not chunk:
             continue
         if last_seq + len(drafts) + len(chunk) > MAX_SEQ:
@@ -231,7 +230,6 @@ def _write_and_book(ctx: CloseContext, computation: Computation, chart: Chart | 
         else:
             post_invoices(conn, _ledger_totals(chunk, issued_on, last_seq + len(drafts)),
                           chart=chart)
-        written = _written(chunk, issued_on, payment_days, last_seq + len(drafts))
         written_all.extend(written)
         if chunk_steps:
             for step in chunk_steps:
