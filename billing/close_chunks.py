@@ -2,7 +2,7 @@
 handed to the writer one chunk ahead. Split out of `billing.closer`, which re-exports
 these names.
 
-The calculation is pure and costs ~50 µs per customer. From PARALLEL_FROM customers on,
+The calculation is pure and costs 30–50 µs per customer. From PARALLEL_FROM customers on,
 chunks of customers are computed in forked worker processes: they inherit the loaded
 inputs (nothing is pickled but the rendered text coming back) while the closer writes the
 chunks already done. The workers are started (`start`) as soon as the contracts and the

@@ -126,7 +126,6 @@ WHOLE_MONTH_FROM = 1_000  # customers to invoice; fewer: `_CONSUMPTION` reads le
 BOOK_IN_SQL_FROM = 1
 
 
-
 @dataclass(frozen=True)
 class CloseResult:
     period: str
@@ -231,9 +230,8 @@ def _write_and_book(ctx: CloseContext, computation: Computation, chart: Chart | 
             post_invoices(conn, _ledger_totals(chunk, issued_on, last_seq + len(drafts)),
                           chart=chart)
         written_all.extend(written)
-        if chunk_steps:
-            for step in chunk_steps:
-                step(ctx, written)
+        for step in chunk_steps:
+            step(ctx, written)
         if owns_transaction:  # this chunk's deferred checks now, not all at COMMIT
             conn.execute(f"SET CONSTRAINTS {_DEFERRED_CHECKS} IMMEDIATE")
             conn.execute(f"SET CONSTRAINTS {_DEFERRED_CHECKS} DEFERRED")
@@ -241,10 +239,9 @@ def _write_and_book(ctx: CloseContext, computation: Computation, chart: Chart | 
     if drafts:
         conn.execute("UPDATE invoice_counters SET last_seq = %s WHERE year = %s",
                      (last_seq + len(drafts), issued_on.year))
-        written = written_all
         for step in steps:
             if not runs_per_chunk(step):
-                step(ctx, written)
+                step(ctx, written_all)
     return drafts
 
 
