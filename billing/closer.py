@@ -88,6 +88,7 @@ from billing.close_inputs import (
 )
 from billing.close_inputs import (
     _UNBILLED,
+    MonthTotalsAhead,
     _CachedCatalog,
     _load_consumption,
     _load_contracts,
@@ -180,7 +181,7 @@ def close_period(
         except RatingError as exc:
             raise BillingError(f"tariff catalog: {exc}") from exc
         ctx = CloseContext(conn, period, first, end, issued_on, catalog)
-        inputs = _load_base(ctx)
+        inputs = _load_base(ctx, second_connection=owns_transaction)
         computation = start(inputs)  # workers compute while the line sources are asked
         try:
             _complete(ctx, inputs, line_sources)
@@ -268,18 +269,24 @@ def _load_inputs(ctx: CloseContext, line_sources: Sequence[LineSource] | None) -
     return inputs
 
 
-def _load_base(ctx: CloseContext) -> _Inputs:
+def _load_base(ctx: CloseContext, *, second_connection: bool = False) -> _Inputs:
     """The contracts, consumption and maximum demand of the customers not yet invoiced:
-    what the calculation workers start from."""
+    what the calculation workers start from. `second_connection`: the month-to-date totals
+    are read meanwhile on another connection (`MonthTotalsAhead`)."""
     conn, catalog = ctx.conn, ctx.catalog
     args = {"period": ctx.period, "first": ctx.first, "end": ctx.end}
-    contracts = _load_contracts(conn, args)
-    breaks = _price_breaks(catalog, contracts, ctx.first, ctx.end)
-    unbilled = None
-    if len(contracts) >= WHOLE_MONTH_FROM:
-        consumption, unbilled = _load_month_totals(conn, args, breaks)
-    else:
-        consumption = _load_consumption(conn, args, breaks)
+    ahead = MonthTotalsAhead(conn, args) if second_connection else None
+    try:
+        contracts = _load_contracts(conn, args)
+        breaks = _price_breaks(catalog, contracts, ctx.first, ctx.end)
+        unbilled = None
+        if len(contracts) >= WHOLE_MONTH_FROM:
+            consumption, unbilled = _load_month_totals(conn, args, breaks, ahead=ahead)
+        else:
+            consumption = _load_consumption(conn, args, breaks)
+    finally:
+        if ahead is not None:
+            ahead.rows()  # waited for in every case: no thread may run when workers fork
     demand = _load_demand(conn, args, catalog, contracts, ctx.first, ctx.end)
     return _Inputs(ctx.period, catalog, contracts, consumption, demand, {}, {}, [], unbilled)
 
