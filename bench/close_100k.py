@@ -322,9 +322,11 @@ def main() -> None:
           f" (runs: {', '.join(f'{v:.2f}' for v in closes)})")
     agg_cpu = statistics.median(c[0] for c in cpus)
     close_cpu = statistics.median(c[1] for c in cpus)
-    print(f"close / aggregate: {close / agg:.1f}× wall; CPU (bench + backend) median"
-          f" {close_cpu:.2f} s / {agg_cpu:.2f} s = {close_cpu / agg_cpu:.1f}×;"
+    print(f"close / aggregate: {close / agg:.2f}× wall; CPU (bench + backend) median"
+          f" {close_cpu:.2f} s / {agg_cpu:.2f} s = {close_cpu / agg_cpu:.2f}×;"
           f" invoices/s: {args.customers / close:,.0f}")
+    print("close / aggregate of each run: "
+          + ", ".join(f"{c / a:.2f}×" for c, a in zip(closes, aggregate, strict=True)))
 
 
 def _profile(url: str, issued_on: date, out: str) -> None:
