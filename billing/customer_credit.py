@@ -24,7 +24,7 @@ from datetime import date
 
 import psycopg
 
-from billing.close_hooks import CloseContext, WrittenInvoice
+from billing.close_hooks import CloseContext, WrittenInvoice, number_range
 from billing.ledger import Chart, entry_for_credit_move, load_chart
 from billing.ledger_posting import post_entries
 from rating.money import format_km
@@ -57,11 +57,13 @@ FROM customers c WHERE c.customer_id = ANY(%s)
 # The same figures for many customers at once (a close: every invoiced customer): each table
 # is summed once per customer and joined, instead of five look-ups per customer. Slower for
 # a handful of customers (a payment), hence `_MANY`.
-_BALANCES_MANY = """
-WITH ids AS MATERIALIZED (SELECT DISTINCT unnest(%s::text[]) AS customer_id)
+_IDS_GIVEN = "SELECT DISTINCT unnest(%(ids)s::text[]) AS customer_id"
+_BALANCES_OF = """
+WITH ids AS MATERIALIZED ({ids})
 SELECT c.customer_id,
-       (coalesce(i.s, 0) - coalesce(n.s, 0) - coalesce(p.s, 0) + coalesce(g.s, 0))::bigint,
-       coalesce(m.s, 0)::bigint
+       (coalesce(i.s, 0) - coalesce(n.s, 0) - coalesce(p.s, 0) + coalesce(g.s, 0))::bigint
+           AS balance,
+       coalesce(m.s, 0)::bigint AS held
 FROM customers c JOIN ids USING (customer_id)
 LEFT JOIN (SELECT customer_id, sum(total_fen) AS s FROM invoices
            WHERE customer_id IN (SELECT customer_id FROM ids) GROUP BY 1) i USING (customer_id)
@@ -74,7 +76,21 @@ LEFT JOIN (SELECT customer_id, sum(amount_fen) AS s FROM customer_charges
 LEFT JOIN (SELECT customer_id, sum(amount_fen) AS s FROM customer_credit_moves
            WHERE customer_id IN (SELECT customer_id FROM ids) GROUP BY 1) m USING (customer_id)
 """
+_BALANCES_MANY = _BALANCES_OF.format(ids=_IDS_GIVEN)
 _MANY = 2_000
+
+# A close's customers whose credit is concerned by their new invoice (the invoices numbered
+# `first`..`last`): a balance before the invoice below zero, or credit held. Selected in
+# SQL by the invoices' number range, so that the 100,000 customers of a close are neither
+# sent nor returned.
+_CONCERNED_BY_RANGE = f"""
+WITH b AS ({_BALANCES_OF.format(ids=(
+    "SELECT customer_id FROM invoices WHERE invoice_number BETWEEN %(first)s AND %(last)s"))})
+SELECT b.customer_id
+FROM b JOIN invoices w ON w.customer_id = b.customer_id
+     AND w.invoice_number BETWEEN %(first)s AND %(last)s
+WHERE b.balance - w.total_fen < 0 OR b.held <> 0
+"""
 
 _LOCK_CLASS, _LOCK_BUCKETS = 4310, 256
 
@@ -97,8 +113,11 @@ def balances(conn: psycopg.Connection, customer_ids: Iterable[str]) -> dict[str,
     ids = sorted(set(customer_ids))
     if not ids:
         return {}
-    query = _BALANCES_MANY if len(ids) >= _MANY else _BALANCES
-    return {c: (int(b), int(h)) for c, b, h in conn.execute(query, (ids,)).fetchall()}
+    if len(ids) >= _MANY:
+        rows = conn.execute(_BALANCES_MANY, {"ids": ids}).fetchall()
+    else:
+        rows = conn.execute(_BALANCES, (ids,)).fetchall()
+    return {c: (int(b), int(h)) for c, b, h in rows}
 
 
 def open_credit_fen(conn: psycopg.Connection, customer_id: str) -> int:
@@ -172,9 +191,14 @@ def apply_credit(conn: psycopg.Connection, written: Sequence[WrittenInvoice], *,
     return invoice number → credit applied. A customer's credit is first settled to what
     their balance before the invoice says."""
     by_customer = {w.customer_id: w for w in written}
-    found = balances(conn, by_customer)
-    concerned = [c for c, (b, held) in found.items() if b - by_customer[c].total_fen < 0
-                 or held != 0]
+    numbers = number_range(written)
+    if numbers is not None and len(by_customer) == len(written):  # a close's invoices
+        concerned = [r[0] for r in conn.execute(
+            _CONCERNED_BY_RANGE, {"first": numbers[0], "last": numbers[1]})]
+    else:
+        found = balances(conn, by_customer)
+        concerned = [c for c, (b, held) in found.items() if b - by_customer[c].total_fen < 0
+                     or held != 0]
     if not concerned:
         return {}
     lock_customers(conn, concerned)

@@ -10,7 +10,9 @@ from datetime import date
 import psycopg
 import pytest
 
+from billing import customer_credit
 from billing.accounts import invoice_states
+from billing.close_hooks import WrittenInvoice, number_range
 from billing.closer import close_period
 from billing.credit_notes import issue_credit_note
 from billing.customer_credit import credit_applied_fen, open_credit_fen
@@ -134,3 +136,35 @@ def test_invoice_pdf_asks_for_the_total_less_the_credit(conn: psycopg.Connection
     to_pay = f"{(total - 1000) // 100},{(total - 1000) % 100:02d}"
     assert "UKUPNO RAČUN" in text and "Umanjeno za preplatu" in text and "−10,00" in text
     assert f"Iznos KM\n{to_pay}" in text or f"Iznos KM {to_pay}" in text, text
+
+
+def test_customers_concerned_by_a_close_are_the_same_by_range_as_by_list(
+        conn: psycopg.Connection) -> None:
+    """The close finds the customers whose credit its invoices concern in SQL, by the
+    invoices' number range; the list path (any other set of invoices) finds the same."""
+    pay(conn, "P1", "100.00")  # 200001 overpays: credit held
+    issue_credit_note(conn, april_or_march(conn, "100001"), issued_on=date(2026, 4, 20),
+                      reason="test", operator="op")
+    conn.commit()
+    conn.execute("SELECT 1")  # an outer transaction: the close applies nothing it keeps
+    close_period(conn, "2026-04", issued_on=MAY_1, after_write=[])
+    rows = conn.execute("SELECT invoice_number, customer_id, period, issued_on, due_on,"
+                        " net_fen, vat_fen, total_fen FROM invoices WHERE period = '2026-04'"
+                        " ORDER BY invoice_number").fetchall()
+    written = [WrittenInvoice(*r) for r in rows]
+    numbers = number_range(written)
+    assert numbers is not None and len(written) >= 3
+    by_range = sorted(r[0] for r in conn.execute(
+        customer_credit._CONCERNED_BY_RANGE, {"first": numbers[0], "last": numbers[1]}))
+    found = customer_credit.balances(conn, [w.customer_id for w in written])
+    by_list = sorted(w.customer_id for w in written
+                     if found[w.customer_id][0] - w.total_fen < 0 or found[w.customer_id][1])
+    assert by_range == by_list and "200001" in by_range
+    conn.rollback()
+
+
+def april_or_march(conn: psycopg.Connection, customer: str) -> str:
+    row = conn.execute("SELECT invoice_number FROM invoices WHERE customer_id = %s"
+                       " ORDER BY invoice_number DESC LIMIT 1", (customer,)).fetchone()
+    assert row is not None
+    return str(row[0])
