@@ -187,6 +187,26 @@ def test_workers_started_before_the_line_sources_give_the_serial_result(
         assert customers == sorted(customers) and set(only) <= set(customers)
 
 
+def test_month_totals_read_by_the_close_itself_when_a_second_connection_fails(
+        db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    with psycopg.connect(db_url) as conn:
+        seed_varied(conn, 40, price_change=False)
+        monkeypatch.setattr(closer, "WHOLE_MONTH_FROM", 10**9)
+        want, want_skipped = expected(conn)
+        tried = []
+
+        def refused(*_a: Any, **_kw: Any) -> psycopg.Connection:
+            tried.append(1)
+            raise psycopg.OperationalError("too many connections (test)")
+
+        monkeypatch.setattr(closer, "WHOLE_MONTH_FROM", 10)  # the month-totals path
+        monkeypatch.setattr(close_inputs.psycopg, "connect", refused)
+        res = closer.close_period(conn, PERIOD, issued_on=ISSUED, after_write=[])
+        assert tried == [1]
+        assert res.skipped == dict(sorted(want_skipped.items()))
+        assert written(conn) == want
+
+
 def test_copy_text_escapes_separators(db_url: str) -> None:
     line = InvoiceLine("waste", "MM\\1", "fee", None, "Odvoz\tsmeća\nzgrada \\ ulaz\r",
                        1000, "month", 10_000, 1, Decimal("17.00"))
