@@ -289,7 +289,8 @@ def main() -> None:
     if args.python_booking:
         closer.BOOK_IN_SQL_FROM = 10**9
     if args.per_day:
-        closer._load_month_totals = close_inputs._load_month
+        closer._load_month_totals = (
+            lambda conn, args, breaks, **_: close_inputs._load_month(conn, args, breaks))
     issued_on = month_bounds(PERIOD)[1] + timedelta(days=1)
     aggregate: list[float] = []
     closes: list[float] = []

@@ -260,12 +260,10 @@ def _load_consumption(conn: psycopg.Connection, args: dict[str, object], breaks:
     return out
 
 
-def _load_month(conn: psycopg.Connection, args: dict[str, object], breaks: list[date],
-                *, ahead: MonthTotalsAhead | None = None,
+def _load_month(conn: psycopg.Connection, args: dict[str, object], breaks: list[date]
                 ) -> tuple[dict[str, list[DailyConsumption]], int]:
     """`_load_consumption(whole_month=True)` and the unbilled days (`_UNBILLED`), in one
-    pass over the month. It can stand in for `_load_month_totals` (the bench's and the
-    tests' comparison), so it takes `ahead` too, and does not need it."""
+    pass over the month."""
     out: dict[str, list[DailyConsumption]] = defaultdict(list)
     unbilled = 0
     # room for the hashed `NOT IN` (else a subplan rescanned per row) in the preview too

@@ -221,9 +221,9 @@ def record_interest_after_close(ctx: CloseContext, written: Sequence[WrittenInvo
                          {"through": through, "numbers": [w.invoice_number for w in written]})
 
 
-# The lines are read by their primary key's range (the condition is written on both
-# tables: the planner carries equalities across a join, not ranges), never by a scan of
-# every line: a close runs this after each chunk of 2,500 invoices.
+# Only interest lines are read, through their partial index (migration 0028), within the
+# numbers' range (written on both tables: the planner carries equalities across a join,
+# not ranges): a close runs this after each chunk of 2,500 invoices.
 _RECORD_CHARGED = """
 INSERT INTO interest_charges (invoice_number, customer_id, through_day, amount_fen)
 SELECT i.invoice_number, i.customer_id, %(through)s, sum(l.amount_fen)

@@ -313,7 +313,8 @@ def test_close_from_month_totals_writes_what_the_day_rows_give(
         monkeypatch.setattr(close_inputs, "_load_month", spied)
         new = _close_twice(conn)
         assert calls == (["per-day"] if price_change else [])
-        monkeypatch.setattr(closer, "_load_month_totals", old_month)  # today's path
+        monkeypatch.setattr(closer, "_load_month_totals",  # the path before the totals
+                            lambda conn, args, breaks, **_: old_month(conn, args, breaks))
         old = _close_twice(conn)
     assert new == old
     res_oct, res_nov = new["results"]
